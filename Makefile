@@ -1,0 +1,36 @@
+# `make run` / `make test` create .venv on first use and install the project into it.
+# torch is pinned first so nothing later pulls a CUDA build onto a CPU-only machine; on a CPU
+# machine with internet use e.g. PIP_TORCH_FLAGS="--index-url https://download.pytorch.org/whl/cpu".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PIP_TORCH_FLAGS ?=
+ARGS ?=
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(PIP_TORCH_FLAGS) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)  ## python -m activation_hash $(ARGS)
+	$(BIN)/python -m activation_hash $(ARGS)
+
+test: $(STAMP)  ## the default test run (slow tests deselected)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## every test, slow ones included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## every benchmark under bench/
+	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
