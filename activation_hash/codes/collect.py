@@ -1,0 +1,82 @@
+"""Run a model over a loader in eval mode and collect packed codes, labels, loss and accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from activation_hash.codes.capture import CodeRecorder, pack_bits
+
+
+@dataclass
+class SplitCodes:
+    codes: np.ndarray            # (n, ceil(n_bits/8)) uint8, np.packbits layout
+    labels: np.ndarray           # (n,) int64
+    n_bits: int
+    loss: float                  # mean cross-entropy of the network on this split
+    acc: float                   # the network's own accuracy on this split
+    layer_names: list[str] = field(default_factory=list)
+    layer_units: list[int] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                  layers: Sequence[int] | None = None, num_samples: int | None = None,
+                  memmap_path: str | Path | None = None) -> SplitCodes:
+    """Codes of every sample the loader yields, in order.
+
+    With `num_samples` known the packed codes go straight into one preallocated array (a
+    memory-mapped .npy file when `memmap_path` is given, for codes larger than RAM); only
+    one batch is ever held unpacked.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chunks: list[np.ndarray] = []
+    out: np.ndarray | None = None
+    labels: list[torch.Tensor] = []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n = 0
+    try:
+        with CodeRecorder(model, layers) as rec:
+            for x, y in batches:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = model(x)
+                bits = rec.take()
+                n_bits = bits.shape[1]
+                packed = pack_bits(bits).cpu().numpy()
+                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+                correct += (logits.argmax(1) == y).sum()
+                labels.append(y.cpu())
+                if num_samples is not None:
+                    if out is None:
+                        out = _allocate(num_samples, packed.shape[1], memmap_path)
+                    out[n:n + len(packed)] = packed
+                else:
+                    chunks.append(packed)
+                n += len(packed)
+            names, units = rec.layer_names, rec.layer_units
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("the loader yielded no samples; cannot capture codes of an empty split")
+    if num_samples is not None and n != num_samples:
+        raise ValueError(f"loader yielded {n} samples, expected num_samples={num_samples}")
+    codes = out if out is not None else np.concatenate(chunks)
+    return SplitCodes(codes=codes, labels=torch.cat(labels).numpy().astype(np.int64), n_bits=n_bits,
+                      loss=float(loss_sum) / n, acc=float(correct) / n,
+                      layer_names=list(names), layer_units=list(units))
+
+
+def _allocate(n: int, width: int, memmap_path: str | Path | None) -> np.ndarray:
+    if memmap_path is None:
+        return np.empty((n, width), dtype=np.uint8)
+    Path(memmap_path).parent.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(memmap_path, mode="w+", dtype=np.uint8, shape=(n, width))

@@ -1,0 +1,47 @@
+"""A plain ReLU MLP: `depth` hidden layers, optional batch norm before each ReLU.
+
+Widths: `width` units in every hidden layer, or the authors' convention of splitting a total
+width evenly (`split_width=true` gives `width // depth` per layer), or explicit `widths`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def hidden_widths(depth: int, width: int, split_width: bool = False,
+                  widths: Sequence[int] | None = None) -> list[int]:
+    """The hidden-layer widths an MLP config describes, validated."""
+    if widths is not None:
+        widths = [int(w) for w in widths]
+        if not widths or any(w < 1 for w in widths):
+            raise ValueError(f"model.widths={widths}: every layer width must be >= 1 and the list non-empty")
+        return widths
+    if depth < 1:
+        raise ValueError(f"model.depth={depth}: must be >= 1")
+    if width < 1:
+        raise ValueError(f"model.width={width}: must be >= 1")
+    per_layer = width // depth if split_width else width
+    if per_layer < 1:
+        raise ValueError(f"model.width={width} split over model.depth={depth} layers gives {per_layer} "
+                         f"units per layer; need width >= depth when model.split_width=true")
+    return [per_layer] * depth
+
+
+class MLP(nn.Sequential):
+    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 1, width: int = 100,
+                 split_width: bool = False, widths: Sequence[int] | None = None,
+                 batch_norm: bool = False, bias: bool = True):
+        layers: list[nn.Module] = [nn.Flatten()]
+        fan_in = math.prod(input_shape)
+        for w in hidden_widths(depth, width, split_width, widths):
+            layers.append(nn.Linear(fan_in, w, bias=bias))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(w))
+            layers.append(nn.ReLU())
+            fan_in = w
+        layers.append(nn.Linear(fan_in, num_classes))
+        super().__init__(*layers)
