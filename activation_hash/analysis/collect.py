@@ -1,0 +1,153 @@
+"""Collect run directories into one tidy table: one row per run and capture epoch.
+
+    python -m activation_hash.analysis collect outputs/multirun/2025-01-01 --out table.csv
+
+A run directory holds `config.yaml` and `encoding.jsonl` or `meta.json` (`result.json` appears
+when the run finished); a sweep directory holds runs, possibly nested. Each row carries every
+config value as a column with a dotted name (`data.train_size`, `model.width`; lists as JSON
+text), the train and test metrics of that capture merged (`train/*`, `test/*`), the capture's
+`epoch`, `step`, `reason`, `n_bits`, ..., and `run_dir`, `finished`, `git_revision`,
+`epochs_trained`, `train_seconds`. A run without any capture yet gives one row with an empty epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+log = logging.getLogger(__name__)
+
+RUN_MARKERS = ("encoding.jsonl", "meta.json", "result.json")
+LEADING = ["run_dir", "finished", "git_revision", "study", "seed"]
+CAPTURE = ["epoch", "step", "reason", "n_bits", "n_bits_used", "capture_seconds"]
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories at or below `paths`, in sorted order (Hydra's own `.hydra/` copies skipped)."""
+    found: set[Path] = set()
+    for root in map(Path, paths):
+        if not root.exists():
+            log.warning("%s does not exist; skipped", root)
+            continue
+        for config in [root / "config.yaml", *root.rglob("*/config.yaml")]:
+            run = config.parent
+            if config.is_file() and ".hydra" not in run.parts and any((run / m).exists() for m in RUN_MARKERS):
+                found.add(run)
+    return sorted(found)
+
+
+def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The table of every run under `paths`. Unreadable runs are skipped with a warning naming
+    them; the skipped directories and reasons are in `table.attrs["skipped"]`."""
+    rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for run in find_run_dirs(paths):
+        try:
+            rows.extend(read_run(run))
+        except (OSError, ValueError, TypeError, yaml.YAMLError) as err:
+            log.warning("skipped %s: %s", run, err)
+            skipped.append((str(run), str(err)))
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        first = [c for c in LEADING + CAPTURE if c in table.columns]
+        metrics = sorted(c for c in table.columns if "/" in c)
+        config = [c for c in table.columns if c not in first and c not in metrics]
+        table = table[first + config + metrics]
+    table.attrs["skipped"] = skipped
+    return table
+
+
+def read_run(run: Path) -> list[dict[str, Any]]:
+    """The rows of one run directory (raises on an unreadable config or JSONL line)."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    if not isinstance(config, dict):
+        raise ValueError("config.yaml is not a mapping")
+    meta = _read_json(run / "meta.json") if (run / "meta.json").exists() else {}
+    result = _read_json(run / "result.json") if (run / "result.json").exists() else None
+    common = {"run_dir": str(run), "finished": result is not None, "git_revision": meta.get("git_revision"),
+              **flatten(config)}
+    if result is not None:
+        common.update(epochs_trained=result.get("epochs_trained"), train_seconds=result.get("train_seconds"))
+    captures = _read_captures(run / "encoding.jsonl")
+    if not captures:
+        return [common]
+    return [{**common, **capture} for capture in captures]
+
+
+def _read_captures(path: Path) -> list[dict[str, Any]]:
+    """One dict per epoch: the train and test rows of that epoch merged, split dropped."""
+    if not path.exists():
+        return []
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path.name} line {number}: {err}") from None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise ValueError(f"{path.name} line {number}: not a capture record (no epoch)")
+        row.pop("split", None)
+        by_epoch.setdefault(int(row["epoch"]), {}).update(flatten(row))
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path.name}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return data
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys; lists to JSON text so every cell is a scalar."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value, default=str)
+        else:
+            flat[name] = value
+    return flat
+
+
+def save_table(table: pd.DataFrame, path: str | Path) -> Path:
+    return write_atomic(path, table.to_csv(index=False))
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, low_memory=False)
+
+
+def write_atomic(path: str | Path, content: str | bytes | Callable[[Any], None]) -> Path:
+    """Write text, bytes, or whatever `content(file)` writes, to a temp file beside `path`, then
+    rename it into place: readers see the old file or the whole new one, never a partial one.
+    (activation_hash.codes.io has the same, but importing it pulls in torch.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,86 @@
+"""The report command end to end on fabricated sweeps, with the default recipes of conf/report/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from activation_hash.analysis.__main__ import main
+from activation_hash.analysis.report import REPORT_CONF, load_config, parse_config
+from tests.test_analysis_collect import make_run, make_sweep
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("outputs")
+    make_sweep(root / "studies" / "model_size", {"model.width": [5, 20, 80], "seed": [0, 1]}, study="model_size",
+               epochs=(0, 10))
+    make_sweep(root / "studies" / "training_time", {"model.width": [10, 40], "seed": [0, 1]},
+               study="training_time", epochs=(0, 1, 3, 10))
+    for arm, settings in {"none": {}, "batch_norm": {"model.batch_norm": True}}.items():
+        make_sweep(root / "studies" / "regularization" / arm, {"model.width": [10, 40], "seed": [0, 1]},
+                   study="regularization", epochs=(0, 5), settings=settings)
+    make_run(root / "runs" / "interrupted", study="model_size", finished=False)
+    return root
+
+
+def test_default_config_parses() -> None:
+    recipes, rule, charts = parse_config(load_config())
+    names = {r.name for r in recipes}
+    assert {"fig2a_model_size_mnist", "fig3a_training_time_mnist", "fig6_regularization", "table1_cnn_mnist"} <= names
+    assert rule.accuracy == "test/knn_acc" and rule.eps_r == 0.01 and len(charts) >= 2
+    assert (REPORT_CONF / "default.yaml").is_file()
+
+
+def test_report_embeds_every_figure_and_lists_what_was_skipped(sweeps: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", str(sweeps), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert {"fig2a_model_size_mnist.png", "fig3a_training_time_mnist.png", "fig6_regularization.png",
+            "phase_width_epoch_mnist.png"} <= set(images)
+    assert all((out / image).is_file() and (out / image).stat().st_size > 1000 for image in images)
+    assert all((out / image).with_suffix(".csv").is_file() for image in images)
+    assert (out / "table.csv").is_file()
+    assert not list(out.glob(".*.tmp"))
+    skipped = text.split("## Skipped")[1]
+    assert "`fig4a_sample_size_mnist`: no rows with study = sample_size" in skipped
+    assert "`table1_cnn_mnist`" in skipped and "`fig2d_diameter_hist_epochs`" in skipped
+    settings = text.split("## Settings")[1].split("## Figures")[0]
+    assert "runs: 19 (18 finished, 1 unfinished" in settings
+    assert "seeds: 0, 1" in settings and "`abc123` (19 runs)" in settings and "profile.name: smoke" in settings
+    assert "| training_time | 4 (4) | 0, 1 | 0, 1, 3, 10 | `model.width`: 10, 40 |" in settings
+    assert "interrupted" in settings
+    phase = text.split("## Activation hash phase chart")[1]
+    assert "ε_r = 0.01" in phase and "ρ_u = 0.1" in phase and "δ_u = 0.1" in phase and "plateau P =" in phase
+
+
+def test_report_from_a_table_with_overrides(sweeps: Path, tmp_path: Path) -> None:
+    assert main(["collect", str(sweeps), "--out", str(tmp_path / "table.csv")]) == 0
+    out = tmp_path / "again"
+    assert main(["report", "--table", str(tmp_path / "table.csv"), "--out", str(out),
+                 "--set", "phase.rule.eps_r=0.05", "--set", "include_unfinished=true"]) == 0
+    text = (out / "report.md").read_text()
+    assert "ε_r = 0.05" in text and "unfinished runs are drawn too" in text
+
+
+def test_bad_settings_fail_with_a_message(sweeps: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(sweeps), "--out", str(tmp_path / "r"), "--set", "phase.rule.eps_r=0.5"])
+    assert info.value.code == 1 and "eps_r < rho_u" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", str(sweeps), "--out", str(tmp_path / "r"), "--config", "no_such_config"])
+    assert "no_such_config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+    assert "no run directories" in capsys.readouterr().err
+
+
+def test_a_partial_config_is_merged_over_the_default(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("phase: {rule: {accuracy: test/logreg_acc}}\nfigures: []\n")
+    recipes, rule, charts = parse_config(load_config(tmp_path / "mine.yaml"))
+    assert recipes == [] and rule.accuracy == "test/logreg_acc" and rule.eps_a == 0.02 and charts
