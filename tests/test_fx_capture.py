@@ -1,0 +1,174 @@
+"""modularize_relus: functional ReLU calls become hookable modules, outputs stay identical, and the
+recorded codes equal the pre-activation signs computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from activation_hash.codes import CodeRecorder, describe_units
+from activation_hash.codes.fx import UntraceableModelError, modularize_relus
+from activation_hash.models.zoo import build, custom
+
+
+class Toy(nn.Module):
+    """Every functional spelling, an in-place call whose input is read again, and a residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.out = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = F.relu(self.fc1(x))
+        h2 = torch.relu(self.fc2(h1)) + h1         # residual add
+        c = self.fc3(h2)
+        c.relu_()                                  # in place: c is read below
+        h3 = F.leaky_relu(c - 0.5, 0.2)
+        return self.out(h3 + h2 + c)
+
+
+def toy_pre_activations(m: Toy, x: torch.Tensor) -> list[torch.Tensor]:
+    """The inputs of the four ReLU-like calls, by explicit matrix products."""
+    a = x @ m.fc1.weight.T + m.fc1.bias
+    h1 = a.clamp(min=0)
+    b = h1 @ m.fc2.weight.T + m.fc2.bias
+    h2 = b.clamp(min=0) + h1
+    c = h2 @ m.fc3.weight.T + m.fc3.bias
+    return [a, b, c, c.clamp(min=0) - 0.5]
+
+
+def test_toy_codes_equal_hand_computed_signs() -> None:
+    torch.manual_seed(0)
+    toy = Toy()
+    net = modularize_relus(toy)
+    x = torch.randn(64, 6)
+    with torch.no_grad():
+        assert torch.equal(net(x), toy(x))
+        with CodeRecorder(net) as rec:
+            net(x)
+            bits = rec.take().numpy()
+            names, units = rec.layer_names, rec.layer_units
+        expected = np.concatenate([(p > 0).numpy() for p in toy_pre_activations(toy, x)], axis=1)
+    assert names == ["relu", "relu_1", "relu_2", "leaky_relu"] and units == [8, 8, 8, 8]
+    np.testing.assert_array_equal(bits, expected)
+    assert 0 < bits.mean() < 1
+    modules = dict(net.named_modules())
+    assert modules["relu_2"].inplace and not modules["relu"].inplace
+    assert modules["leaky_relu"].negative_slope == 0.2
+
+
+def test_gradients_and_original_model_are_unchanged() -> None:
+    torch.manual_seed(1)
+    toy = Toy()
+    net = modularize_relus(toy)
+    assert not any(isinstance(m, (nn.ReLU, nn.LeakyReLU)) for m in toy.modules())
+    x = torch.randn(10, 6)
+    toy(x).sum().backward()
+    expected = [p.grad.clone() for p in toy.parameters()]
+    toy.zero_grad()
+    net(x).sum().backward()
+    for got, want in zip([p.grad for p in toy.parameters()], expected):  # parameters are shared
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+class Block(nn.Module):
+    """kuangliu/pytorch-cifar's BasicBlock, functional ReLUs."""
+
+    def __init__(self, planes: int):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(planes, planes, 3, padding=1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False), nn.BatchNorm2d(planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + x)
+
+
+class FunctionalResNet(nn.Module):
+    def __init__(self, planes: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, planes, 3, padding=1)
+        self.layer1 = nn.Sequential(Block(planes), Block(planes))
+        self.linear = nn.Linear(planes, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer1(F.relu(self.conv1(x), inplace=True))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_residual_network_keeps_outputs_and_names_sites_by_owner(train: bool) -> None:
+    torch.manual_seed(2)
+    model = FunctionalResNet().train(train)
+    net = modularize_relus(model)
+    assert net.training == train
+    x = torch.rand(5, 1, 12, 12)
+    torch.testing.assert_close(net(x), model(x), rtol=0, atol=0)
+    assert describe_units(net, (1, 12, 12)) == [
+        ("relu", 576), ("layer1.0.relu", 576), ("layer1.0.relu_1", 576),
+        ("layer1.1.relu", 576), ("layer1.1.relu_1", 576)]
+
+
+def test_module_relus_are_kept_and_cnns_trace() -> None:
+    torch.manual_seed(3)
+    model = build("resnet20", (3, 16, 16), 10, base_width=4).eval()
+    net = modularize_relus(model)
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(net(x), model(x), rtol=0, atol=0)
+    assert describe_units(net, (3, 16, 16)) == describe_units(model, (3, 16, 16))
+
+
+class Clamps(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = F.relu6(x) + x.clamp(min=0.5) + torch.clamp(x, min=0, max=1) + F.hardtanh(x)
+        return kept + torch.clamp(x, min=0) + x.clamp_min(0) + torch.clip(x, 0)
+
+
+def test_only_clamps_at_zero_become_relus() -> None:
+    net = modularize_relus(Clamps())
+    assert [name for name, _ in describe_units(net, (7,))] == ["relu", "relu_1", "relu_2"]
+    x = torch.randn(4, 7)
+    torch.testing.assert_close(net(x), Clamps()(x), rtol=0, atol=0)
+
+
+class Branchy(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent control flow
+            return F.relu(x)
+        return -x
+
+
+class DynamicSlope(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, x.shape[1] * 0.01)
+
+
+def test_untraceable_models_get_a_clear_error() -> None:
+    with pytest.raises(UntraceableModelError, match=r"cannot trace Branchy .*nn\.ReLU modules"):
+        modularize_relus(Branchy())
+    with pytest.raises(ValueError, match="negative_slope is computed in the forward pass"):
+        modularize_relus(DynamicSlope())
+
+
+class Outside(nn.Module):
+    """A network built without knowing the input shape, with one functional ReLU."""
+
+    def __init__(self, n_out: int, hidden: int = 5):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, hidden), nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x.flatten(1)).relu())
+
+
+def test_custom_adapter_builds_and_modularizes() -> None:
+    net = custom((1, 2, 2), 3, Outside, num_classes_arg="n_out", hidden=6)
+    assert describe_units(net, (1, 2, 2)) == [("relu", 6)] and net(torch.rand(2, 1, 2, 2)).shape == (2, 3)
+    plain = custom((1, 2, 2), 3, Outside(3), num_classes_arg=None, modularize=False)
+    assert isinstance(plain, Outside)
+    with pytest.raises(ValueError, match="no ReLU-like modules"):
+        describe_units(plain, (1, 2, 2))
