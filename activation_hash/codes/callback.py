@@ -1,0 +1,147 @@
+"""NeuralCodeCallback: at scheduled epochs, capture the codes of the train and test sets,
+compute the encoding metrics, log them to every Lightning logger, append them to
+`encoding.jsonl` and (optionally) save the codes as `codes/epoch=NNNN.npz`.
+
+Epoch 0 is the network at initialization (captured when training starts); epoch e is the
+network after e training epochs. If training stops early, the last epoch is captured too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from activation_hash.codes.capture import parse_layers, describe_units
+from activation_hash.codes.collect import collect_codes
+from activation_hash.codes.diameters import diameter_metrics
+from activation_hash.codes.io import atomic_write_text, codes_path, save_codes
+from activation_hash.codes.schedule import capture_epochs
+from activation_hash.metrics import encoding_metrics
+
+log = logging.getLogger(__name__)
+
+
+class NeuralCodeCallback(pl.Callback):
+    def __init__(self, epochs: Any = "log", layers: Any = "all", save: bool = False,
+                 out_dir: str | Path = ".", metrics: Mapping[str, Any] | None = None,
+                 capture_last: bool = True, memmap: bool = False, verbose: bool = True):
+        self.spec = epochs
+        self.layer_spec = layers
+        self.save = save
+        self.out_dir = Path(out_dir)
+        self.metric_kwargs = _plain(metrics or {})
+        diameter = self.metric_kwargs.pop("diameter", None) or {}
+        self.diameter = diameter if diameter.get("enabled", False) else None
+        self.capture_last = capture_last
+        self.memmap = memmap
+        self.verbose = verbose
+        self.epochs: list[int] = []
+        self.records: list[dict[str, Any]] = []
+        self._done: set[int] = set()
+
+    @property
+    def jsonl_path(self) -> Path:
+        return self.out_dir / "encoding.jsonl"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.epochs = capture_epochs(self.spec, trainer.max_epochs)
+        self.units = describe_units(pl_module, trainer.datamodule.input_shape)
+        self.layers = parse_layers(self.layer_spec, len(self.units))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if 0 in self.epochs:
+            self.capture(trainer, pl_module, epoch=0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs:
+            self.capture(trainer, pl_module, epoch=epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch  # epochs completed when training stopped
+        if self.capture_last and epoch not in self._done and 0 < epoch < trainer.max_epochs:
+            self.capture(trainer, pl_module, epoch=epoch, reason="stopped")
+
+    def capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int,
+                reason: str = "scheduled") -> list[dict[str, Any]]:
+        self._done.add(epoch)
+        rows: list[dict[str, Any]] = []
+        if trainer.is_global_zero:
+            rows = self._capture(trainer, pl_module, epoch, reason)
+        trainer.strategy.barrier("neural_code_capture")
+        return rows
+
+    def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int,
+                 reason: str) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        dm = trainer.datamodule
+        loaders = dm.eval_loaders()
+        sizes = {"train": len(dm.y_train), "test": len(dm.y_test)}
+        splits = {}
+        for split, loader in loaders.items():
+            splits[split] = collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
+                                          memmap_path=self._memmap_path(epoch, split))
+        train, test = splits["train"], splits["test"]
+        metrics = encoding_metrics(train.codes, train.labels, test.codes, test.labels, train.n_bits,
+                                   **self.metric_kwargs)
+        metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
+                        "test/net_acc": test.acc, "test/net_loss": test.loss})
+        if self.diameter is not None:
+            metrics.update(diameter_metrics(pl_module, dm.x_test, self.layers, self.diameter))
+        elapsed = time.perf_counter() - started
+        common = {"epoch": epoch, "step": trainer.global_step, "reason": reason,
+                  "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
+                  "capture_seconds": round(elapsed, 3)}
+        rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
+                for split in ("train", "test")]
+        self.records.extend(rows)
+        self._write_jsonl()
+        if self.save:
+            extra = {}
+            if getattr(dm, "y_train_clean", None) is not None:
+                extra["train_clean_labels"] = dm.y_train_clean.cpu().numpy()
+            save_codes(codes_path(self.out_dir / "codes", epoch), train_codes=train.codes,
+                       test_codes=test.codes, train_labels=train.labels, test_labels=test.labels,
+                       n_bits=train.n_bits, epoch=epoch, layer_names=train.layer_names,
+                       layer_units=train.layer_units, **extra)
+        for split in splits:
+            if self.memmap:
+                self._memmap_path(epoch, split).unlink(missing_ok=True)
+        logged = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        logged["epoch"] = float(epoch)
+        for logger in trainer.loggers:
+            logger.log_metrics(logged, step=trainer.global_step)
+        if self.verbose:
+            _print_capture(epoch, metrics, elapsed)
+        return rows
+
+    def _memmap_path(self, epoch: int, split: str) -> Path | None:
+        return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None
+
+    def _write_jsonl(self) -> None:
+        # rewrite the whole (small) file atomically so a crash never leaves a half line
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
+        atomic_write_text(self.jsonl_path, text)
+
+
+def _plain(obj: Any) -> Any:
+    return OmegaConf.to_container(obj, resolve=True) if isinstance(obj, DictConfig) else dict(obj)
+
+
+_SHORT = [("train/redundancy", "red.tr"), ("test/redundancy", "red.te"), ("test/kmeans_acc", "kmeans"),
+          ("test/knn_acc", "knn"), ("test/logreg_acc", "logreg"), ("test/net_acc", "net")]
+
+
+def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float) -> None:
+    from rich import get_console
+    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if key in metrics]
+    get_console().print(f"[bold]epoch {epoch:>3}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
+                        soft_wrap=True, highlight=False)

@@ -1,0 +1,38 @@
+"""Which device each job of a local parallel sweep uses.
+
+Lightning picks the accelerator; what it can't know is that job 3 of a sweep running several
+jobs at once on one machine should take GPU 3 (mod the GPU count) instead of every job piling
+onto GPU 0, and that CPU jobs should split the cores rather than each use all of them.
+`assign_devices` decides both from the job number alone, so a rerun puts every job on the
+same device. A sweep on a cluster (submitit) gets one allocation per job and is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Placement:
+    accelerator: str
+    devices: int | list[int] | str
+    threads: int | None   # torch intra-op threads for this job; None = torch's default
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def assign_devices(accelerator: str, devices: object, job_num: int, parallel_jobs: int,
+                   gpu_count: int | None = None, cpu_count: int | None = None) -> Placement:
+    """Placement of job `job_num` when `parallel_jobs` jobs share this machine."""
+    if parallel_jobs <= 1:
+        return Placement(accelerator, devices, None)
+    gpu_count = torch.cuda.device_count() if gpu_count is None else gpu_count
+    cpu_count = available_cpus() if cpu_count is None else cpu_count
+    if gpu_count > 0 and accelerator in ("auto", "gpu", "cuda"):
+        return Placement("gpu", [job_num % gpu_count], None)
+    return Placement("cpu", 1, max(1, cpu_count // parallel_jobs))

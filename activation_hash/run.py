@@ -1,0 +1,179 @@
+"""run(cfg) -> dict: build data, network and trainer from a composed config, train, capture
+the neural codes at the scheduled epochs, and return the last capture's metrics.
+
+Pure apart from the run directory it writes (cfg.output_dir):
+    config.yaml      the resolved config            meta.json     git revision, versions, command
+    encoding.jsonl   one row per capture and split  metrics.csv   Lightning's CSV logger
+    codes/           epoch=NNNN.npz when codes.save  result.json   summary, written last
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import activation_hash
+from activation_hash.codes.callback import NeuralCodeCallback
+from activation_hash.codes.capture import describe_units, parse_layers
+from activation_hash.devices import Placement, assign_devices, available_cpus
+from activation_hash.codes.io import atomic_write_json, atomic_write_text
+from activation_hash.loggers import build_loggers, finish_wandb
+from activation_hash.models.classifier import Classifier, NonFiniteLossError
+from activation_hash.report import print_summary
+from activation_hash.validate import check_against_data, check_config
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
+    check_config(cfg)
+    if cfg.get("skip_finished", False) and (out / "result.json").is_file():
+        log.info("%s already finished (result.json present); skipping it", out)
+        return json.loads((out / "result.json").read_text())
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    check_against_data(cfg, len(datamodule.y_train))
+    net = instantiate(cfg.model)(input_shape=tuple(datamodule.input_shape), num_classes=datamodule.num_classes)
+    units = describe_units(net, datamodule.input_shape)
+    parse_layers(cfg.codes.layers, len(units))  # bad layer selections fail here, not mid-training
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = Classifier(net, datamodule.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+
+    placement = _placement(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_json(out / "meta.json", _meta(units, placement))
+
+    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics)
+    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(cfg)]
+    loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
+    if placement.threads:
+        torch.set_num_threads(placement.threads)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      accelerator=placement.accelerator, devices=placement.devices,
+                                      default_root_dir=str(out),
+                                      enable_progress_bar=_progress_mode(cfg) != "none")
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
+            trainer.fit(module, datamodule=datamodule)
+    finally:
+        offline_dir = finish_wandb(loggers)
+    if offline_dir:
+        log.warning("W&B offline run saved in %s; upload it with `wandb sync %s`", offline_dir, offline_dir)
+
+    if module.nonfinite_loss:
+        raise NonFiniteLossError(f"{module.nonfinite_loss}; training stopped. The {len(codes.records) // 2} "
+                                 f"capture(s) made before are kept in {out / 'encoding.jsonl'}. "
+                                 "Try a lower optimizer.lr or set trainer.gradient_clip_val.")
+    result = _summary(codes.records)
+    result.update(run_dir=str(out), epochs_trained=trainer.current_epoch,
+                  train_seconds=round(time.perf_counter() - started, 2),
+                  units_per_layer={name: n for name, n in units})
+    atomic_write_json(out / "result.json", result)
+    print_summary(codes.records)
+    log.info("run directory: %s", out)
+    return result
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics of the last capture (both splits merged)."""
+    if not records:
+        return {}
+    last = max(r["epoch"] for r in records)
+    merged: dict[str, Any] = {}
+    for row in records:
+        if row["epoch"] == last:
+            merged.update({k: v for k, v in row.items() if k not in ("split", "reason", "capture_seconds")})
+    return merged
+
+
+def _placement(cfg: DictConfig) -> Placement:
+    accelerator, devices = cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", "auto")
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return Placement(accelerator, devices, None)
+    hydra_cfg = HydraConfig.get()
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1
+    if n_jobs < 0:  # joblib: -1 = as many jobs as CPUs
+        n_jobs = available_cpus()
+    return assign_devices(accelerator, devices, hydra_cfg.job.num, n_jobs)
+
+
+def _sweep_tags() -> list[str]:
+    """The overrides that define this job (its factor values), for W&B tags."""
+    if not HydraConfig.initialized():
+        return []
+    return [o.lstrip("+~") for o in HydraConfig.get().overrides.task if "/" not in o.split("=")[0]]
+
+
+def _user_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    specs = cfg.get("callbacks") or {}
+    return [instantiate(spec) for spec in specs.values() if spec and "_target_" in spec]
+
+
+def _progress_mode(cfg: DictConfig) -> str:
+    mode = cfg.get("progress_bar", "auto")
+    allowed = ("auto", "rich", "tqdm", "none")
+    if mode not in allowed:
+        raise ValueError(f"progress_bar={mode!r}: allowed values are {', '.join(allowed)}")
+    if mode == "auto":
+        return "rich" if sys.stdout.isatty() else "none"
+    return mode
+
+
+def _progress_bar(cfg: DictConfig) -> list[pl.Callback]:
+    mode = _progress_mode(cfg)
+    if mode == "rich":
+        from pytorch_lightning.callbacks import RichProgressBar
+        return [RichProgressBar(leave=True)]
+    if mode == "tqdm":
+        from pytorch_lightning.callbacks import TQDMProgressBar
+        return [TQDMProgressBar()]
+    return []
+
+
+def _meta(units: list[tuple[str, int]], placement: Placement) -> dict[str, Any]:
+    return {
+        "git_revision": _git_revision(),
+        "activation_hash": activation_hash.__version__,
+        "torch": torch.__version__, "pytorch_lightning": pl.__version__,
+        "python": platform.python_version(), "host": socket.gethostname(),
+        "command": sys.argv, "units_per_layer": [{"name": n, "units": u} for n, u in units],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "placement": dataclasses.asdict(placement),
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
