@@ -1,0 +1,28 @@
+"""Redundancy ratio of a set of codes: (n - m) / n, m = number of distinct codes.
+
+Exact: rows are compared as raw bytes (a void view of the packed codes sorted by
+``np.unique``), never hashed. Memory: one sorted copy of the packed array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def n_unique_rows(packed: np.ndarray) -> int:
+    """Number of distinct rows of a 2-D uint8 array, compared byte for byte."""
+    n, width = packed.shape
+    if n == 0:
+        return 0
+    if width == 0:  # zero-bit codes: every row is the same empty code
+        return 1
+    rows = np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+    return int(np.unique(rows).size)
+
+
+def redundancy_ratio(packed: np.ndarray) -> float:
+    """(n - #unique rows) / n of packed codes; 0 means every code is unique."""
+    n = packed.shape[0]
+    if n == 0:
+        raise ValueError("redundancy_ratio: got 0 codes; the ratio needs n >= 1")
+    return (n - n_unique_rows(packed)) / n
