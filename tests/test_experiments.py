@@ -1,0 +1,104 @@
+"""Every study composes in both profiles and runs one tiny job; a real local parallel sweep
+runs, resumes, and feeds the collector and the figures; W&B sweep files match the grids."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from activation_hash.devices import assign_devices
+from activation_hash.run import run
+from activation_hash.wandb_sweeps import experiment_names, hydra_grid, main as sweeps_main
+from tests.conftest import REPO, compose_config
+
+EXPERIMENTS = experiment_names()
+STUDIES = ["model_size", "training_time", "sample_size", "regularization", "label_noise", "random_data",
+           "layerwise", "diameter", "cnn_zoo"]
+
+
+def test_every_study_of_the_issue_has_an_experiment() -> None:
+    assert set(STUDIES) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_smoke_grid_is_a_reduction_of_the_paper_grid(name: str) -> None:
+    paper, smoke = hydra_grid(name, "paper"), hydra_grid(name, "smoke")
+    assert paper.keys() == smoke.keys() and "seed" in paper
+    n_paper = n_smoke = 1
+    for key in paper:
+        n_paper, n_smoke = n_paper * len(paper[key]), n_smoke * len(smoke[key])
+    assert n_smoke <= n_paper and len(smoke["seed"]) >= 2  # >= 2 seeds so figures show a spread
+
+
+def _first_job(name: str) -> list[str]:
+    return [f"{key}={values[0]}" for key, values in hydra_grid(name, "smoke").items()]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_runs_one_tiny_job(name: str, tmp_path: Path) -> None:
+    job = _first_job(name)
+    shrink = ["data=synthetic", "trainer.max_epochs=1", "codes.epochs=[0,1]", "data.test_size=null",
+              "progress_bar=none", "codes.verbose=false"]
+    if not any(o.startswith("data.train_size=") for o in job):
+        shrink.append("data.train_size=null")
+    cfg = compose_config([f"+experiment={name}", *job, *shrink], output_dir=tmp_path / "run")
+    assert cfg.study and cfg.data.name == "synthetic"
+    result = run(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "encoding.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 0, 1, 1]
+    assert 0 <= result["test/redundancy"] <= 1 and result["epochs_trained"] == 1
+    if cfg.metrics.diameter.enabled:
+        assert result["test/diameter_mean"] > 0 and result["test/random_diameter_mean"] > 0
+
+
+def test_device_per_job_is_deterministic() -> None:
+    gpus = [assign_devices("auto", 1, job, 4, gpu_count=2, cpu_count=8).devices for job in range(4)]
+    assert gpus == [[0], [1], [0], [1]]
+    cpu = assign_devices("auto", 1, 3, 4, gpu_count=0, cpu_count=8)
+    assert (cpu.accelerator, cpu.devices, cpu.threads) == ("cpu", 1, 2)
+    single = assign_devices("gpu", [1, 2], 5, 1, gpu_count=4, cpu_count=8)
+    assert (single.accelerator, single.devices, single.threads) == ("gpu", [1, 2], None)
+
+
+def _sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ACTIVATION_HASH_OUTPUT": str(tmp_path / "outputs")}
+    args = ["+experiment=model_size", "-m", "data=synthetic", "model.width=3,32", "seed=0,1",
+            "trainer.max_epochs=2", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "progress_bar=none", *extra]
+    return subprocess.run([sys.executable, "-m", "activation_hash", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_local_parallel_sweep_resumes_and_feeds_the_report(tmp_path: Path) -> None:
+    first = _sweep(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = tmp_path / "outputs" / "studies" / "model_size" / "smoke"
+    runs = sorted(p.parent for p in study.glob("*/result.json"))
+    assert sorted(r.name for r in runs) == sorted(f"data=synthetic,model.width={w},seed={s},trainer.max_epochs=2"
+                                                  for w in (3, 32) for s in (0, 1))
+    placements = [json.loads((r / "meta.json").read_text())["placement"] for r in runs]
+    assert all(p["accelerator"] == "cpu" and p["threads"] >= 1 for p in placements)
+
+    stamps = {r: (r / "result.json").stat().st_mtime_ns for r in runs}
+    again = _sweep(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {r: (r / "result.json").stat().st_mtime_ns for r in runs} == stamps, "finished runs must be skipped"
+
+    report = tmp_path / "report"
+    out = subprocess.run([sys.executable, "-m", "activation_hash.analysis", "report", str(study), "--out", str(report)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = pd.read_csv(report / "table.csv")
+    assert len(table) == 4 and set(table["model.width"]) == {3, 32} and set(table["seed"]) == {0, 1}
+    assert (table["study"] == "model_size").all() and table["finished"].all()
+    assert "fig2a_model_size_mnist" not in os.listdir(report)  # filtered on data.name=mnist: skipped
+    assert (report / "report.md").read_text().count("model_size") >= 1
+
+
+def test_wandb_sweep_files_match_the_hydra_grids() -> None:
+    assert sweeps_main(["--check", "--out", str(REPO / "sweeps")]) == 0
