@@ -10,7 +10,12 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run test test-all bench report reproduce-paper sweeps clean
+
+PROFILE ?= smoke
+OUTPUT ?= outputs
+STUDIES ?= model_size model_size_cifar10 training_time training_time_cifar10 sample_size sample_size_cifar10 \
+           regularization label_noise random_data layerwise diameter cnn_zoo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +36,18 @@ test-all: $(STAMP)  ## every test, slow ones included
 
 bench: $(STAMP)  ## every benchmark under bench/
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+report: $(STAMP)  ## table, figures, phase charts and report.md from the $(PROFILE) runs under $(OUTPUT)/studies
+	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
+
+reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper), then the report; reruns skip finished runs
+	for s in $(STUDIES); do \
+	  ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(BIN)/python -m activation_hash +experiment=$$s profile=$(PROFILE) -m $(ARGS) || exit 1; \
+	done
+	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
+
+sweeps: $(STAMP)  ## regenerate the W&B sweep files from conf/experiment
+	$(BIN)/python -m activation_hash.wandb_sweeps
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
