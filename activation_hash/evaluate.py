@@ -59,7 +59,8 @@ def metrics_table(metrics: dict[str, float], title: str) -> Table:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m activation_hash.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m activation_hash.evaluate",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("codes", type=Path, help="codes file (.npz)")
     parser.add_argument("--no-drop-constant", action="store_true",
                         help="keep units that are constant over train+test")
@@ -69,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--logreg-mode", choices=LOGREG_MODES, default="ovo")
     parser.add_argument("--which", default=",".join(WHICH),
                         help=f"comma-separated metric groups (default: {','.join(WHICH)})")
-    parser.add_argument("--device", default=None, help="torch device for K-NN distances (default: faiss, CPU)")
+    parser.add_argument("--device", default=None,
+                        help="torch device for K-NN distances (default: faiss on CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap on compute threads (default: library defaults)")
     args = parser.parse_args(argv)
 
     try:
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             codes["train_codes"], codes["train_labels"], codes["test_codes"], codes["test_labels"],
             int(codes["n_bits"]), drop_constant=not args.no_drop_constant, knn_k=args.k,
             logreg_mode=args.logreg_mode, which=[w for w in args.which.split(",") if w],
-            device=args.device)
+            device=args.device, n_threads=args.threads)
         elapsed = time.perf_counter() - start
     except (OSError, ValueError) as err:
         parser.error(str(err))

@@ -19,12 +19,15 @@ k + ``EXTRA`` candidates sorted by (distance, index). A test code whose last can
 at the k-th distance may have more tied codes outside the list, so it is searched again with 8
 times more candidates, until the list holds every code within the k-th distance (or the whole
 training set). With ``device`` set, distances come instead from a chunked torch GEMM on that
-device, hamming(a, b) = |a| + |b| - 2 a.b (exact in float32 below 2**24 bits), and the
-neighbours from an exact selection over full distance rows.
+device, hamming(a, b) = |a| + |b| - 2 a.b (exact in float32 below 2**24 bits; codes travel
+packed and are unpacked on the device), and the neighbours from an exact selection over full
+distance rows. faiss costs O(n_test * n_train * n_bits / 64) popcounts on one machine's CPUs,
+so for very wide codes (CNNs: ~10^5 bits) a GPU ``device`` is much faster.
 
-Memory bound: the packed codes (plus zero-padded copies for faiss) and candidate lists or
-distance blocks of at most ``BLOCK_BYTES`` (256 MiB) at a time; the GEMM path adds one unpacked
-float32 chunk of at most 64 MiB per side. No unpacked n x n_bits array is built.
+Memory bound: the packed codes (plus zero-padded copies for faiss, or a copy on the GEMM
+device) and candidate lists or distance blocks of at most ``BLOCK_BYTES`` (256 MiB) at a time;
+the GEMM path adds one unpacked chunk of at most 64 MiB per side. No unpacked n x n_bits array
+is built.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import faiss
 import numpy as np
 import torch
 
-from .bits import iter_chunks, popcount, rows_per_chunk, unique_rows, unpack_rows
+from .bits import iter_chunks, popcount, rows_per_chunk, unique_rows
 
 EXTRA = 32
 BLOCK_BYTES = 256 * 2**20
@@ -144,24 +147,33 @@ def _faiss_neighbors(train: np.ndarray, test: np.ndarray, k: int
     return neighbors[inverse], distances[inverse], boundary_tie[inverse]
 
 
+def _unpack_on(packed: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """Unpack packed rows (a uint8 tensor) to float32 0/1 on the tensor's device, so that only
+    packed bytes ever travel to the device (big-endian bit order, as np.packbits)."""
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(packed.shape[0], -1)[:, :n_bits].to(torch.float32)
+
+
 def _gemm_neighbors(train: np.ndarray, test: np.ndarray, k: int, n_bits: int,
                     device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if n_bits >= 2**24:
         raise ValueError(f"n_bits={n_bits}: the GEMM k-NN path is exact only below 2**24 bits; "
                          f"use device=None (faiss)")
     n_train, n_test = train.shape[0], test.shape[0]
+    train_t, test_t = torch.from_numpy(train).to(device), torch.from_numpy(test).to(device)
     train_pop = torch.from_numpy(popcount(train)).to(device)
     test_pop = torch.from_numpy(popcount(test)).to(device)
-    unpack_chunk = rows_per_chunk(max(n_bits, 1) * 4)
+    unpack_chunk = rows_per_chunk(max(n_bits, 1) * 5)  # uint8 bits + float32 copy
+    query_chunk = min(unpack_chunk, rows_per_chunk(n_train * _SELECT_BYTES_PER_PAIR, BLOCK_BYTES))
     neighbors = np.empty((n_test, k), dtype=np.int64)
     distances = np.empty((n_test, k), dtype=np.int32)
     boundary_tie = np.empty(n_test, dtype=bool)
-    for qlo, qhi in iter_chunks(n_test, rows_per_chunk(n_train * _SELECT_BYTES_PER_PAIR, BLOCK_BYTES)):
-        q = torch.from_numpy(unpack_rows(test[qlo:qhi], n_bits, np.float32)).to(device)
+    for qlo, qhi in iter_chunks(n_test, query_chunk):
+        q = _unpack_on(test_t[qlo:qhi], n_bits)
         dist = torch.empty((qhi - qlo, n_train), dtype=torch.int32, device=device)
         for tlo, thi in iter_chunks(n_train, unpack_chunk):
-            t = torch.from_numpy(unpack_rows(train[tlo:thi], n_bits, np.float32)).to(device)
-            dots = (q @ t.T).round().to(torch.int32)
+            dots = (q @ _unpack_on(train_t[tlo:thi], n_bits).T).round().to(torch.int32)
             dist[:, tlo:thi] = test_pop[qlo:qhi, None] + train_pop[None, tlo:thi] - 2 * dots
         nb, d, tie = _select(dist, k)
         neighbors[qlo:qhi], distances[qlo:qhi], boundary_tie[qlo:qhi] = nb, d, tie
