@@ -4,7 +4,7 @@ Codes are ``np.packbits(bits, axis=1)`` uint8 arrays (see ``bits``). ``encoding_
 computes the whole set under stable names; the per-metric modules can be used on their own:
 ``redundancy`` (exact duplicate counting), ``kmeans`` (K-Means + majority / Hungarian mapping),
 ``knn`` (exact Hamming K-NN with a deterministic tie rule), ``logreg`` (batched one-vs-one,
-one-vs-rest or multinomial logistic regression).
+one-vs-rest or multinomial logistic regression), ``diameter`` (stochastic activation diameter).
 """
 
 from .bits import (
@@ -19,6 +19,8 @@ from .bits import (
     unpack_rows,
     varying_bits,
 )
+from .diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters, random_directions_like,
+                       uniform_like)
 from .encoding import METRIC_NAMES, WHICH, encoding_metrics, thread_limit
 from .kmeans import (
     contingency,
@@ -34,6 +36,7 @@ from .logreg import LogRegModel, logreg_accuracy, logreg_fit, logreg_predict
 from .redundancy import n_unique_rows, redundancy_ratio
 
 __all__ = [
+    "Diameters", "diameter_summary", "exact_diameters", "grid_diameters", "random_directions_like", "uniform_like",
     "CHUNK_BYTES", "MAX_DENSE_BYTES", "METRIC_NAMES", "WHICH", "LOGREG_MODES", "KNNResult",
     "check_packed", "contingency", "drop_constant_bits", "encoding_metrics", "hamming_distances",
     "hungarian_accuracy", "kmeans_accuracy", "kmeans_clusters", "knn_neighbors", "knn_predict",
