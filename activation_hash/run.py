@@ -41,6 +41,16 @@ from activation_hash.validate import check_against_data, check_config
 log = logging.getLogger(__name__)
 
 
+class _DropAdvertisements(logging.Filter):
+    """Lightning logs a product tip at every Trainer start; it is noise in every run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvertisements())
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     check_config(cfg)

@@ -117,3 +117,47 @@ def test_cli_bad_option_lists_choices(tmp_path: Path) -> None:
     out = _cli("model=transformer", cwd=tmp_path)
     assert out.returncode != 0
     assert "transformer" in out.stderr and "mlp" in out.stderr
+
+
+def test_wandb_without_api_key_runs_offline_with_the_same_metric_names(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), ACTIVATION_HASH_OUTPUT=str(tmp_path / "outputs"))
+    out = subprocess.run([sys.executable, "-m", "activation_hash", "logger=wandb", *TINY], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*/wandb/offline-run-*")
+    assert f"wandb sync {run_dir}" in out.stderr
+    (history,) = run_dir.glob("run-*.wandb")
+    assert history.stat().st_size > 0
+    summary = [line for line in out.stdout.splitlines() + out.stderr.splitlines() if line.startswith("wandb:")]
+    assert any("test/" in line for line in summary), "W&B's run summary lists the encoding metrics"
+    assert (run_dir.parents[1] / "metrics.csv").is_file()
+
+
+def test_every_logger_gets_the_jsonl_metric_names(tiny_cfg) -> None:
+    """What W&B and CSV receive: one log_metrics call per capture with the JSONL's names."""
+    from pytorch_lightning.loggers import Logger
+
+    class Recorder(Logger):
+        name, version, calls = "recorder", 0, []
+
+        def log_metrics(self, metrics, step=None):
+            self.calls.append(dict(metrics))
+
+        def log_hyperparams(self, *args, **kwargs):
+            pass
+
+    cfg = tiny_cfg()
+    recorder = Recorder()
+    import activation_hash.run as run_module
+    original = run_module.build_loggers
+    run_module.build_loggers = lambda *a, **k: [recorder]
+    try:
+        run(cfg)
+    finally:
+        run_module.build_loggers = original
+    captures = [c for c in recorder.calls if "test/redundancy" in c]
+    rows = _rows(Path(cfg.output_dir) / "encoding.jsonl")
+    jsonl_names = {k for r in rows for k in r if "/" in k}
+    assert [c["epoch"] for c in captures] == [0, 1, 2]
+    assert jsonl_names <= set(captures[-1]), jsonl_names - set(captures[-1])
