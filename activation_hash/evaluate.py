@@ -11,42 +11,16 @@ atomically (temporary file + ``os.replace``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .atomic import atomic_write_json
+from .codes.io import load_codes
 from .metrics import LOGREG_MODES, WHICH, encoding_metrics
-
-REQUIRED_KEYS = ("train_codes", "test_codes", "train_labels", "test_labels", "n_bits")
-
-
-def load_codes(path: Path) -> dict[str, np.ndarray]:
-    """The required arrays of a codes file; ValueError naming a missing key."""
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [key for key in REQUIRED_KEYS if key not in npz.files]
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {missing}; a codes file holds {list(REQUIRED_KEYS)}")
-        return {key: npz[key] for key in REQUIRED_KEYS}
-
-
-def write_json_atomic(path: Path, payload: dict[str, float]) -> None:
-    """Write JSON to a temporary file in the same directory, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> Table:
@@ -88,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         parser.error(str(err))
     out = args.json if args.json is not None else args.codes.with_suffix(".metrics.json")
-    write_json_atomic(out, metrics)
+    atomic_write_json(out, metrics)
     console = Console()
     console.print(metrics_table(metrics, f"{args.codes} ({elapsed:.2f} s)"))
     console.print(f"wrote {out}")

@@ -32,7 +32,7 @@ import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.devices import Placement, assign_devices, available_cpus
-from activation_hash.codes.io import atomic_write_json, atomic_write_text
+from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.report import print_summary
@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     placement = _placement(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(out / "meta.json", _meta(units, placement))
 
     codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics)

@@ -15,7 +15,7 @@ import pytest
 from activation_hash.codes import load_codes
 from activation_hash.metrics import encoding_metrics
 from activation_hash.run import run
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY
 
 
 def _rows(path: Path) -> list[dict]:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
+
+from activation_hash.atomic import atomic_write as write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -131,23 +131,3 @@ def save_table(table: pd.DataFrame, path: str | Path) -> Path:
 
 def load_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, low_memory=False)
-
-
-def write_atomic(path: str | Path, content: str | bytes | Callable[[Any], None]) -> Path:
-    """Write text, bytes, or whatever `content(file)` writes, to a temp file beside `path`, then
-    rename it into place: readers see the old file or the whole new one, never a partial one.
-    (activation_hash.codes.io has the same, but importing it pulls in torch.)"""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(content):
-                content(f)
-            else:
-                f.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

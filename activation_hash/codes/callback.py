@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from activation_hash.codes.capture import parse_layers, describe_units
 from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.diameters import diameter_metrics
-from activation_hash.codes.io import atomic_write_text, codes_path, save_codes
+from activation_hash.codes.io import atomic_write, codes_path, save_codes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.metrics import encoding_metrics
 
@@ -129,7 +129,7 @@ class NeuralCodeCallback(pl.Callback):
     def _write_jsonl(self) -> None:
         # rewrite the whole (small) file atomically so a crash never leaves a half line
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
-        atomic_write_text(self.jsonl_path, text)
+        atomic_write(self.jsonl_path, text)
 
 
 def _plain(obj: Any) -> Any:
