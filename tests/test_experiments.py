@@ -102,3 +102,15 @@ def test_local_parallel_sweep_resumes_and_feeds_the_report(tmp_path: Path) -> No
 
 def test_wandb_sweep_files_match_the_hydra_grids() -> None:
     assert sweeps_main(["--check", "--out", str(REPO / "sweeps")]) == 0
+
+
+@pytest.mark.parametrize("launcher, target", [("local", "hydra_plugins.hydra_joblib_launcher"),
+                                              ("slurm", "hydra_plugins.hydra_submitit_launcher")])
+def test_launcher_configs_compose(launcher: str, target: str) -> None:
+    from hydra import compose, initialize_config_module
+    with initialize_config_module("activation_hash.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=model_size", f"hydra/launcher={launcher}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.startswith(target)
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min > 0
