@@ -220,4 +220,4 @@ def _values(values: Sequence[Any], limit: int = 12) -> str:
 
 
 def _write_png(fig: Figure, path: Path, dpi: int) -> None:
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
