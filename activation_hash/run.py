@@ -54,9 +54,8 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     check_config(cfg)
-    if cfg.get("skip_finished", False) and (out / "result.json").is_file():
-        log.info("%s already finished (result.json present); skipping it", out)
-        return json.loads((out / "result.json").read_text())
+    if cfg.get("skip_finished", False) and (previous := _finished_result(cfg, out)) is not None:
+        return previous
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
@@ -109,6 +108,34 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print_summary(codes.records)
     log.info("run directory: %s", out)
     return result
+
+
+# Keys that do not change what a run computes: a finished run is reused whatever their values.
+_NOT_RESULT_KEYS = ("progress_bar", "skip_finished", "output_root", "output_dir", "logger", "codes.verbose",
+                    "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags")
+
+
+def _finished_result(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
+    """The result of a finished run in `out` made with the same config, else None."""
+    if not (out / "result.json").is_file() or not (out / "config.yaml").is_file():
+        return None
+    if _comparable(OmegaConf.load(out / "config.yaml")) != _comparable(cfg):
+        log.warning("%s finished with a different config; running it again", out)
+        return None
+    log.info("%s already finished with this config (result.json present); skipping it", out)
+    return json.loads((out / "result.json").read_text())
+
+
+def _comparable(cfg: DictConfig) -> dict[str, Any]:
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in _NOT_RESULT_KEYS:
+        *parents, leaf = key.split(".")
+        node = plain
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return plain
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -161,3 +161,13 @@ def test_every_logger_gets_the_jsonl_metric_names(tiny_cfg) -> None:
     jsonl_names = {k for r in rows for k in r if "/" in k}
     assert [c["epoch"] for c in captures] == [0, 1, 2]
     assert jsonl_names <= set(captures[-1]), jsonl_names - set(captures[-1])
+
+
+def test_finished_run_is_reused_only_with_the_same_config(tiny_cfg, caplog) -> None:
+    first = run(tiny_cfg())
+    stamp = (Path(first["run_dir"]) / "result.json").stat().st_mtime_ns
+    again = run(tiny_cfg("progress_bar=tqdm"))  # presentation only: reused
+    assert again == first and (Path(first["run_dir"]) / "result.json").stat().st_mtime_ns == stamp
+    changed = run(tiny_cfg("model.width=8"))     # same directory, different network: rerun
+    assert changed["n_bits"] == 8 and (Path(first["run_dir"]) / "result.json").stat().st_mtime_ns != stamp
+    assert "different config" in caplog.text
