@@ -112,7 +112,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 # Keys that do not change what a run computes: a finished run is reused whatever their values.
 _NOT_RESULT_KEYS = ("progress_bar", "skip_finished", "output_root", "output_dir", "logger", "codes.verbose",
-                    "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags")
+                    "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags",
+                    "grid")  # the experiment's table of grids; the values this run took from it are in its other keys
 
 
 def _finished_result(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
