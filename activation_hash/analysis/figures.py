@@ -479,7 +479,9 @@ def _table(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
     wide = cell.pivot_table(index=keys, columns="metric", values="text", aggfunc="first", dropna=False,
                             sort=False)
     seeds = data.groupby(keys, dropna=False, sort=False)["n"].max().rename("runs")
-    wide = sort_by(wide.reindex(columns=metrics).join(seeds).reset_index(), keys)
+    wide = wide.reindex(columns=metrics).join(seeds)
+    # pivot_table(dropna=False) spans every combination of the keys' values; keep those with runs
+    wide = sort_by(wide[wide["runs"].notna()].reset_index(), keys)
     header = [label(k, labels) for k in keys] + [label(m, labels) for m in metrics] + ["runs"]
     body = [[display(v) for v in row[keys]] + [row[m] if isinstance(row[m], str) else "" for m in metrics]
             + [str(int(row["runs"]))] for _, row in wide.iterrows()]
