@@ -84,3 +84,17 @@ def test_a_partial_config_is_merged_over_the_default(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("phase: {rule: {accuracy: test/logreg_acc}}\nfigures: []\n")
     recipes, rule, charts = parse_config(load_config(tmp_path / "mine.yaml"))
     assert recipes == [] and rule.accuracy == "test/logreg_acc" and rule.eps_a == 0.02 and charts
+
+
+def test_cnn_table_lists_only_models_that_ran(tmp_path: Path) -> None:
+    """Models differ in which settings they have (VGG: depth, ResNet: base_width): the table
+    must hold one row per model that ran, not every combination of those settings."""
+    root = tmp_path / "cnn"
+    make_run(root / "vgg", study="cnn", epochs=(0, 2),
+             settings={"model._target_": "activation_hash.models.vgg.VGG", "model.depth": 19})
+    make_run(root / "resnet", study="cnn", epochs=(0, 2),
+             settings={"model._target_": "activation_hash.models.resnet.ResNet", "model.base_width": 8})
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) in (0, None)
+    table = (tmp_path / "report" / "table1_cnn_mnist.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 2 and all(line.rstrip().endswith("| 1 |") for line in rows)
