@@ -46,8 +46,7 @@ def _wandb_mode(spec: dict) -> dict:
     if offline == "auto":
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_api_key_configured()
     if offline:
-        log.warning("W&B: no API key configured, logging offline under %s/wandb; upload later with "
-                    "`wandb sync %s/wandb/offline-run-*`", spec.get("save_dir", "."), spec.get("save_dir", "."))
+        log.warning("W&B: no API key configured, logging offline under %s/wandb", spec.get("save_dir", "."))
     spec["offline"] = bool(offline)
     return spec
 

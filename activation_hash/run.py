@@ -35,7 +35,7 @@ from activation_hash.devices import Placement, assign_devices, available_cpus
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
-from activation_hash.report import print_summary
+from activation_hash.summary import print_summary
 from activation_hash.validate import check_against_data, check_config
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_json(out / "meta.json", _meta(units, placement))
 
     codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics)
-    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(cfg)]
+    progress = _progress_mode(cfg)
+    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress)]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
     if placement.threads:
         torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
-                                      enable_progress_bar=_progress_mode(cfg) != "none")
+                                      enable_progress_bar=progress != "none")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -184,8 +185,7 @@ def _progress_mode(cfg: DictConfig) -> str:
     return mode
 
 
-def _progress_bar(cfg: DictConfig) -> list[pl.Callback]:
-    mode = _progress_mode(cfg)
+def _progress_bar(mode: str) -> list[pl.Callback]:
     if mode == "rich":
         from pytorch_lightning.callbacks import RichProgressBar
         return [RichProgressBar(leave=True)]

@@ -17,7 +17,6 @@ zero padding at the end of the code) so only packed bytes ever cross to the host
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 
@@ -152,8 +151,3 @@ def describe_units(model: nn.Module, input_shape: Sequence[int]) -> list[tuple[s
     finally:
         model.train(was_training)
     return list(zip(names, units))
-
-
-def code_length(units: Sequence[tuple[str, int]], layers: Sequence[int] | None) -> int:
-    chosen = range(len(units)) if layers is None else layers
-    return int(math.fsum(units[i][1] for i in chosen))

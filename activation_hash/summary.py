@@ -1,4 +1,4 @@
-"""Terminal table of the encoding metrics over the captures of one run."""
+"""Terminal table of the encoding metrics over one run's captures (figures: activation_hash.analysis)."""
 
 from __future__ import annotations
 
