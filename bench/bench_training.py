@@ -1,15 +1,18 @@
 """Training throughput of the paper's MNIST MLPs: Lightning against a plain PyTorch loop.
 
-Run (about 2 minutes on 2 CPU cores):
+Run (about a minute on 2 CPU cores):
 
     . .venv/bin/activate
     python bench/bench_training.py
     python bench/bench_training.py --epochs 2 --repeats 7 --widths 40 100 --batch-sizes 128 64 --threads 1
+    python bench/bench_training.py --steps-per-call 1     # one optimizer step per Lightning training_step
 
 For every (width, batch size) this trains a depth-1 MLP on MNIST (48,000 training images, the
 paper's split) three ways, in the same process, on the same device:
 
-    lightning   pl.Trainer(...).fit(Classifier(MLP), datamodule=InMemoryDataModule): the project's path
+    lightning   pl.Trainer(...).fit(Classifier(MLP), datamodule=InMemoryDataModule): the project's path,
+                with steps_per_call resolved as run(cfg) does (default auto: 16 optimizer steps per
+                Lightning training_step)
     plain       the same model, initial weights, Adam, data order and batch size in a hand-written loop
                 over the same TensorBatchLoader (slices of device tensors, no DataLoader)
     dataloader  a plain loop over torch DataLoader(TensorDataset(x, y)): per-sample indexing and
@@ -34,6 +37,7 @@ import argparse
 import copy
 import functools
 import logging
+import math
 import os
 import platform
 import statistics
@@ -49,8 +53,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from activation_hash.data.datamodule import InMemoryDataModule
+from activation_hash.data.tensor_loader import TensorBatchLoader
 from activation_hash.models.classifier import Classifier
 from activation_hash.models.mlp import MLP
+from activation_hash.validate import resolve_steps_per_call
 
 TARGET_OVERHEAD = 0.10
 LR = 1e-3
@@ -79,12 +85,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds after the warm-up round (default 7)")
     parser.add_argument("--widths", type=int, nargs="+", default=[40, 100], help="hidden widths (default 40 100)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 64], help="default 128 64")
+    parser.add_argument("--steps-per-call", default="auto",
+                        help="optimizer steps per Lightning training_step: auto (as run(cfg); the default) or an int")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 0 keeps torch's default (default 1)")
     parser.add_argument("--root", default=os.environ.get("ACTIVATION_HASH_DATA", "/work/shared/datasets"),
                         help="folder holding MNIST/raw (default $ACTIVATION_HASH_DATA or /work/shared/datasets)")
     args = parser.parse_args()
+    if args.steps_per_call != "auto":
+        if not args.steps_per_call.isdigit() or int(args.steps_per_call) < 1:
+            parser.error("--steps-per-call must be auto or an int >= 1")
+        args.steps_per_call = int(args.steps_per_call)
     if args.epochs < 1 or args.repeats < 1 or args.threads < 0:
         parser.error("--epochs and --repeats must be >= 1, --threads >= 0")
     if min(args.widths) < 1 or min(args.batch_sizes) < 1:
@@ -125,13 +137,18 @@ def fresh_net(init: dict[str, torch.Tensor], width: int, datamodule: InMemoryDat
     return net.to(device)
 
 
-def train_lightning(net: nn.Module, datamodule: InMemoryDataModule, epochs: int, accelerator: str,
-                    device: torch.device) -> nn.Module:
-    model = Classifier(net, datamodule.num_classes, optimizer=functools.partial(torch.optim.Adam, lr=LR))
+def trainer_kwargs(epochs: int, accelerator: str, device: torch.device) -> dict:
     devices = [device.index] if device.type == "cuda" and device.index is not None else 1
-    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, limit_val_batches=0)
+    return dict(max_epochs=epochs, accelerator=accelerator, devices=devices, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                num_sanity_val_steps=0, limit_val_batches=0)
+
+
+def train_lightning(net: nn.Module, datamodule: InMemoryDataModule, kwargs: dict, steps_per_call: int,
+                    device: torch.device) -> nn.Module:
+    model = Classifier(net, datamodule.num_classes, optimizer=functools.partial(torch.optim.Adam, lr=LR),
+                       steps_per_call=steps_per_call)
+    trainer = pl.Trainer(**kwargs)
     trainer.fit(model, datamodule=datamodule)
     root = trainer.strategy.root_device
     if root.type != device.type or (device.index is not None and root.index != device.index):
@@ -142,7 +159,9 @@ def train_lightning(net: nn.Module, datamodule: InMemoryDataModule, epochs: int,
 
 def train_plain(net: nn.Module, datamodule: InMemoryDataModule, epochs: int) -> nn.Module:
     optimizer = torch.optim.Adam(net.parameters(), lr=LR)
-    loader = datamodule.train_dataloader()  # same TensorBatchLoader, same (seed, epoch) orders as Lightning
+    # the loader of datamodule.train_dataloader() without chunks: the same (seed, epoch) orders as Lightning's
+    loader = TensorBatchLoader(datamodule.x_train, datamodule.y_train, datamodule.batch_size,
+                               shuffle=datamodule.shuffle, seed=datamodule.seed)
     net.train()
     for epoch in range(epochs):
         loader.set_epoch(epoch)
@@ -175,14 +194,14 @@ def max_weight_diff(a: nn.Module, b: nn.Module) -> float:
 
 
 def bench_configuration(width: int, batch_size: int, datamodule: InMemoryDataModule, cpu_data: TensorDataset,
-                        args: argparse.Namespace, accelerator: str, device: torch.device) -> Runs:
+                        args: argparse.Namespace, kwargs: dict, steps_per_call: int, device: torch.device) -> Runs:
     datamodule.batch_size = batch_size  # train_dataloader() reads it on every call
     torch.manual_seed(SEED)
     init = copy.deepcopy(MLP(datamodule.input_shape, datamodule.num_classes, depth=DEPTH, width=width).state_dict())
     runs = Runs()
     for round_index in range(args.repeats + 1):
         lightning, lightning_net = timed(device, lambda: train_lightning(
-            fresh_net(init, width, datamodule, device), datamodule, args.epochs, accelerator, device))
+            fresh_net(init, width, datamodule, device), datamodule, kwargs, steps_per_call, device))
         plain, plain_net = timed(device, lambda: train_plain(
             fresh_net(init, width, datamodule, device), datamodule, args.epochs))
         loader, _ = timed(device, lambda: train_dataloader_loop(
@@ -220,11 +239,13 @@ def main() -> None:
     datamodule.to(device)  # Classifier.on_fit_start does the same; the plain loop indexes these device tensors
     n_train = len(datamodule.y_train)
     samples = n_train * args.epochs
+    kwargs = trainer_kwargs(args.epochs, accelerator, device)
+    steps_per_call = resolve_steps_per_call(args.steps_per_call, kwargs, datamodule)
 
     print(f"bench_training: MNIST MLP depth {DEPTH}, {n_train} training samples x {args.epochs} epoch(s), "
           f"{args.repeats} rounds after 1 warm-up, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, pytorch-lightning {pl.__version__}, "
-          f"python {platform.python_version()}")
+          f"python {platform.python_version()}, steps_per_call {args.steps_per_call} = {steps_per_call}")
     print("samples/s: median [min-max] over rounds; ratios: median [min-max] of per-round pairs\n")
     header = (f"{'width':>5} {'batch':>5}  {'lightning':>22}  {'plain':>22}  {'dataloader':>22}  "
               f"{'L/plain wall':>18}  {'overhead':>8}  {'L/plain cpu':>11}  {'+ms/step':>8}  {'DL/plain':>8}")
@@ -235,13 +256,14 @@ def main() -> None:
     max_diff = 0.0
     for batch_size in args.batch_sizes:
         for width in args.widths:
-            runs = bench_configuration(width, batch_size, datamodule, cpu_data, args, accelerator, device)
+            runs = bench_configuration(width, batch_size, datamodule, cpu_data, args, kwargs, steps_per_call,
+                                       device)
             max_diff = max(max_diff, runs.max_weight_diff)
             wall = paired_ratios(runs.lightning, runs.plain, "wall")
             cpu = paired_ratios(runs.lightning, runs.plain, "cpu")
             loader = paired_ratios(runs.dataloader, runs.plain, "wall")
             ratio = statistics.median(wall)
-            steps = args.epochs * len(datamodule.train_dataloader())
+            steps = args.epochs * math.ceil(n_train / batch_size)
             extra_ms = 1e3 * (statistics.median(t.wall for t in runs.lightning)
                               - statistics.median(t.wall for t in runs.plain)) / steps
             print(f"{width:>5} {batch_size:>5}  {throughput(samples, runs.lightning)}  "
