@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .knn import hamming_distances
+
 # Distance slack for the bounds: far above float64 rounding of distances (< 1e-12 here), so a
 # code is skipped only when no rounding could change its cluster.
 MARGIN = 1e-7
@@ -40,12 +42,16 @@ class ReferenceTie(Exception):
     """The exact computation cannot tell what scikit-learn's rounding decides; run scikit-learn."""
 
 
-def _hamming(rows: np.ndarray, rows_pop: np.ndarray, x: np.ndarray, pop: np.ndarray) -> np.ndarray:
-    """(len(rows), n) float64 Hamming distances, exact (integer products)."""
-    return rows_pop[:, None] + pop[None, :] - 2.0 * (x @ rows.T).T  # x @ rows.T: the fast GEMM shape
+def _hamming(x: np.ndarray, pop: np.ndarray, packed: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), n) float64 Hamming distances from the codes ``rows`` to all, exact: faiss
+    popcounts on the packed codes if given, else the integer GEMM ``x @ x[rows].T``."""
+    if packed is not None:
+        return hamming_distances(packed[rows], packed).astype(np.float64)
+    return pop[rows, None] + pop[None, :] - 2.0 * (x @ x[rows].T).T  # x @ rows.T: the fast GEMM shape
 
 
-def kmeans_plusplus_ids(x: np.ndarray, pop: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+def kmeans_plusplus_ids(x: np.ndarray, pop: np.ndarray, n_clusters: int, seed: int,
+                        packed: np.ndarray | None = None) -> np.ndarray:
     """Row indices of the initial centers of ``sklearn.cluster.kmeans_plusplus`` (as KMeans calls
     it: unit weights, 2 + log(k) local trials, ``RandomState(seed)``), in exact arithmetic."""
     n = x.shape[0]
@@ -53,12 +59,12 @@ def kmeans_plusplus_ids(x: np.ndarray, pop: np.ndarray, n_clusters: int, seed: i
     trials = 2 + int(np.log(n_clusters))
     ids = np.empty(n_clusters, dtype=np.int64)
     ids[0] = rs.choice(n, p=np.ones(n) / n)
-    closest = _hamming(x[ids[:1]], pop[ids[:1]], x, pop)[0]
+    closest = _hamming(x, pop, packed, ids[:1])[0]
     potential = closest.sum()
     for c in range(1, n_clusters):
         picks = rs.uniform(size=trials) * potential
         cand = np.minimum(np.searchsorted(np.cumsum(closest), picks), n - 1)
-        dist = np.minimum(closest, _hamming(x[cand], pop[cand], x, pop))
+        dist = np.minimum(closest, _hamming(x, pop, packed, cand))
         cand_pot = dist.sum(axis=1)
         best = int(np.argmin(cand_pot))
         near = np.abs(cand_pot - cand_pot[best]) <= 1e-9 * cand_pot[best]
@@ -86,10 +92,11 @@ def _sklearn_assignment(x: np.ndarray, mean: np.ndarray, ids: np.ndarray) -> np.
 
 
 def exact_kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 9, max_iter: int = 300,
-                 tol: float = 1e-4) -> np.ndarray:
+                 tol: float = 1e-4, packed: np.ndarray | None = None) -> np.ndarray:
     """Labels (int64) of ``KMeans(n_clusters, random_state=seed, max_iter, tol).fit(x)`` for a
     0/1 float32 matrix ``x`` and 2 <= n_clusters <= n; raises ReferenceTie where only
-    scikit-learn can tell."""
+    scikit-learn can tell. ``packed``: the same codes as ``np.packbits(x, axis=1)``, if at hand
+    (the k-means++ distances then come from faiss's popcounts instead of a GEMM)."""
     n, d = x.shape
     acc = np.float32 if d * n < 2**24 else np.float64  # GEMM dtype that keeps x . S_j exact
     x = np.ascontiguousarray(x, dtype=acc)
@@ -98,8 +105,8 @@ def exact_kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 9, max_iter: int
     mean = x.sum(axis=0, dtype=np.float64) / n  # = X.mean(axis=0), bit for bit (exact sums)
     tol = float(np.mean(mean * (1.0 - mean))) * tol  # scikit-learn's tol x mean variance
 
-    ids = kmeans_plusplus_ids(x, pop, n_clusters, seed)
-    dist = _hamming(x[ids], pop[ids], x, pop).T  # (n, k) integer squared distances
+    ids = kmeans_plusplus_ids(x, pop, n_clusters, seed, packed)
+    dist = _hamming(x, pop, packed, ids).T  # (n, k) integer squared distances
     labels = np.argmin(dist, axis=1)
     tied = np.flatnonzero((dist == dist[rows, labels][:, None]).sum(axis=1) > 1)
     if tied.size:
@@ -138,7 +145,10 @@ def exact_kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 9, max_iter: int
         changed, new_sums = 0, sums
         if todo.size:
             xs = np.take(x, todo, axis=0, out=buffer[:todo.size], mode="clip")  # clip: no copy
-            d2 = np.maximum(pop[todo, None] - 2.0 * (xs @ sums.T.astype(acc)) / counts + c_sq, 0.0)
+            d2 = np.multiply(xs @ sums.T.astype(acc), -2.0 / counts, dtype=np.float64)  # in place from here
+            d2 += c_sq
+            d2 += pop[todo, None]
+            np.maximum(d2, 0.0, out=d2)
             new = np.argmin(d2, axis=1)
             r = np.arange(todo.size)
             upper[todo] = np.sqrt(d2[r, new])

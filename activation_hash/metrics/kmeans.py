@@ -71,7 +71,7 @@ def kmeans_clusters(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: i
             dense[lo:hi] = unpack_rows(packed[lo:hi], n_bits, np.float32)
         if n_init == 1:
             try:
-                return exact_kmeans(dense, n_clusters, seed=seed)
+                return exact_kmeans(dense, n_clusters, seed=seed, packed=packed)
             except ReferenceTie:
                 pass  # scikit-learn's rounding decides: run it
         dense = dense.astype(np.float64)
