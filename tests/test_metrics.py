@@ -38,6 +38,7 @@ from activation_hash.metrics import (
     knn,
     knn_neighbors,
     knn_predict,
+    logreg,
     logreg_fit,
     logreg_predict,
     majority_accuracy,
@@ -383,13 +384,90 @@ def test_logreg_binary_optimum_matches_converged_sklearn(digits: dict) -> None:
 
 
 @pytest.mark.parametrize("mode", ["ovo", "multinomial"])
-def test_logreg_streaming_equals_dense(digits: dict, mode: str) -> None:
+def test_logreg_streaming_equals_dense(digits: dict, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logreg, "STATE_BYTES_PER_WEIGHT", 1)  # keep one joint run: only the data streams
     args = (digits["train_codes"], digits["train_labels"], 96)
     dense = logreg_fit(*args, mode=mode)
     stream = logreg_fit(*args, mode=mode, max_dense_bytes=97 * 4 * 100)
-    np.testing.assert_allclose(stream.weights, dense.weights, atol=1e-3)
-    test = digits["test_codes"]
-    assert np.mean(stream.predict(test) == dense.predict(test)) >= 0.995
+    np.testing.assert_array_equal(stream.weights, dense.weights)
+    np.testing.assert_array_equal(stream.intercepts, dense.intercepts)
+
+
+def _count_joint_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the number of problems of every joint L-BFGS run."""
+    runs: list[int] = []
+    fit = logreg._fit
+
+    def counted(design, members, block_loss, n_out, *args):  # noqa: ANN001, ANN202
+        runs.append(n_out)
+        return fit(design, members, block_loss, n_out, *args)
+
+    monkeypatch.setattr(logreg, "_fit", counted)
+    return runs
+
+
+@pytest.mark.parametrize("mode", ["ovo", "ovr"])
+def test_logreg_groups_agree_with_one_joint_run(digits: dict, mode: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A max_dense_bytes too small for the solver state of all problems splits them into joint
+    runs of at most that many problems; each run stops at its own point, so weights differ
+    within the stopping tolerance and predictions agree with one run and with scikit-learn."""
+    code_bits, labels = _random_codes(8, 2500, 80, n_classes=10, flip=0.35)
+    cases = [(digits["bits"][:1200], digits["train_labels"], digits["bits"][1200:], digits["test_labels"]),
+             (code_bits[:1500], labels[:1500], code_bits[1500:], labels[1500:])]
+    runs = _count_joint_runs(monkeypatch)
+    for train_bits, y, test_bits, y_test in cases:
+        n_bits = train_bits.shape[1]
+        train, test = np.packbits(train_bits, axis=1), np.packbits(test_bits, axis=1)
+        ref = np.mean(_reference_logreg(mode, train_bits, y, test_bits) == y_test)
+        one = logreg_fit(train, y, n_bits, mode=mode).predict(test)
+        for per_run in (1, 4):
+            runs.clear()
+            grouped = logreg_fit(train, y, n_bits, mode=mode,
+                                 max_dense_bytes=per_run * logreg.STATE_BYTES_PER_WEIGHT * (n_bits + 1))
+            n_problems = 45 if mode == "ovo" else 10
+            assert runs == [hi - lo for lo, hi in bits.iter_chunks(n_problems, per_run)]
+            pred = grouped.predict(test)
+            assert np.mean(pred == one) >= 0.995, (mode, per_run)
+            assert abs(np.mean(pred == y_test) - ref) <= 0.005 + 1e-12, (mode, per_run)
+
+
+def test_logreg_groups_reach_the_same_optimum(digits: dict) -> None:
+    args = (digits["train_codes"], digits["train_labels"], 96)
+    one = logreg_fit(*args, tol=1e-7)
+    grouped = logreg_fit(*args, tol=1e-7, max_dense_bytes=4 * logreg.STATE_BYTES_PER_WEIGHT * 97)
+    np.testing.assert_allclose(grouped.weights, one.weights, atol=3e-3)  # float32 objective: ~1e-3
+    np.testing.assert_allclose(grouped.intercepts, one.intercepts, atol=1e-2)
+
+
+@pytest.mark.parametrize("mode", ["ovo", "ovr", "multinomial"])
+def test_logreg_row_space_matches_primal_and_sklearn(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer codes than bits: the fit in the span of the training codes (chosen automatically)
+    reaches the primal optimum and agrees with scikit-learn; duplicate codes and a constant
+    unit make the Gram matrix singular. Its stopping test is stricter than the primal's, so at
+    the default tolerance it is compared with a tightly converged primal fit."""
+    code_bits, labels = _random_codes(3, 800, 2000, n_classes=10, flip=0.45)
+    train_bits, y, test_bits, y_test = code_bits[:300], labels[:300], code_bits[300:], labels[300:]
+    train, test = np.packbits(train_bits, axis=1), np.packbits(test_bits, axis=1)
+    spans: list[int] = []
+    row_space = logreg._row_space
+    monkeypatch.setattr(logreg, "_row_space", lambda *args: spans.append(1) or row_space(*args))
+    auto = logreg_fit(train, y, 2000, mode=mode)
+    optimum = logreg_fit(train, y, 2000, mode=mode, tol=1e-7, row_space=False)
+    assert spans == [1]
+    pred = auto.predict(test)
+    assert np.mean(pred == optimum.predict(test)) >= 0.995
+    ref = np.mean(_reference_logreg(mode, train_bits, y, test_bits) == y_test)
+    assert abs(np.mean(pred == y_test) - ref) <= 0.005 + 1e-12, (np.mean(pred == y_test), ref)
+    tight = logreg_fit(train, y, 2000, mode=mode, tol=1e-7)
+    np.testing.assert_allclose(tight.weights, optimum.weights, atol=3e-4)  # max |w| ~ 0.1
+    np.testing.assert_allclose(tight.intercepts, optimum.intercepts, atol=5e-3)
+
+
+def test_logreg_row_space_of_identical_codes_fits_intercepts() -> None:
+    codes = np.zeros((6, 2), np.uint8)  # 16 bits, all 0: the span is {0}
+    model = logreg_fit(codes, np.array([0, 0, 0, 1, 1, 2]), 16, mode="ovr", row_space=True)
+    assert not model.weights.any() and model.predict(codes).tolist() == [0] * 6
 
 
 def test_logreg_degenerate_and_bad_mode() -> None:
