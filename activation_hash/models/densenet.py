@@ -22,19 +22,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-
-def _norm2d(channels: int, batch_norm: bool) -> nn.Module:
-    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+from .resnet import norm2d
 
 
 class DenseLayer(nn.Module):
     def __init__(self, in_planes: int, growth_rate: int, bottleneck: bool = True, batch_norm: bool = True):
         super().__init__()
-        self.bn1 = _norm2d(in_planes, batch_norm)
+        self.bn1 = norm2d(in_planes, batch_norm)
         self.relu1 = nn.ReLU()
         if bottleneck:
             self.conv1 = nn.Conv2d(in_planes, 4 * growth_rate, 1, bias=not batch_norm)
-            self.bn2 = _norm2d(4 * growth_rate, batch_norm)
+            self.bn2 = norm2d(4 * growth_rate, batch_norm)
             self.relu2 = nn.ReLU()
             self.conv2 = nn.Conv2d(4 * growth_rate, growth_rate, 3, padding=1, bias=not batch_norm)
         else:
@@ -51,7 +49,7 @@ class DenseLayer(nn.Module):
 class Transition(nn.Sequential):
     def __init__(self, in_planes: int, out_planes: int, batch_norm: bool = True):
         super().__init__()
-        self.bn = _norm2d(in_planes, batch_norm)
+        self.bn = norm2d(in_planes, batch_norm)
         self.relu = nn.ReLU()
         self.conv = nn.Conv2d(in_planes, out_planes, 1, bias=not batch_norm)
         self.pool = nn.AvgPool2d(2)
@@ -97,7 +95,7 @@ class DenseNet(nn.Module):
                 stages.append(Transition(planes, out_planes, batch_norm))
                 planes = out_planes
         self.features = nn.Sequential(*stages)
-        self.bn = _norm2d(planes, batch_norm)
+        self.bn = norm2d(planes, batch_norm)
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(planes, num_classes)

@@ -22,8 +22,27 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _norm2d(channels: int, batch_norm: bool) -> nn.Module:
+def norm2d(channels: int, batch_norm: bool) -> nn.Module:
+    """BatchNorm2d, or nothing when the study switches batch norm off."""
     return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
+class StagedNet(nn.Module):
+    """What the CIFAR residual nets share after their stem (conv1, bn1, relu, set by each net):
+    stages ``layer1``..``layerN`` of blocks, global average pooling and a linear classifier."""
+
+    def _add_stages(self, stages: list[list[nn.Module]], out_planes: int, num_classes: int) -> None:
+        self.stage_names = [f"layer{i + 1}" for i in range(len(stages))]
+        for name, blocks in zip(self.stage_names, stages):
+            self.add_module(name, nn.Sequential(*blocks))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(out_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        for name in self.stage_names:
+            out = getattr(self, name)(out)
+        return self.linear(self.pool(out).flatten(1))
 
 
 class PadShortcut(nn.Module):
@@ -45,17 +64,17 @@ class BasicBlock(nn.Module):
                  batch_norm: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=not batch_norm)
-        self.bn1 = _norm2d(planes, batch_norm)
+        self.bn1 = norm2d(planes, batch_norm)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=not batch_norm)
-        self.bn2 = _norm2d(planes, batch_norm)
+        self.bn2 = norm2d(planes, batch_norm)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             if shortcut == "A":
                 self.shortcut = PadShortcut(stride, planes - in_planes)
             else:
                 self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=not batch_norm),
-                                              _norm2d(planes, batch_norm))
+                                              norm2d(planes, batch_norm))
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +83,7 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
     """`num_blocks[i]` BasicBlocks in stage i, of width `base_width * 2**i`; stride 2 from stage 2 on."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, num_blocks: Sequence[int] = (2, 2, 2, 2),
@@ -78,11 +97,11 @@ class ResNet(nn.Module):
             raise ValueError(f"model.num_blocks={list(num_blocks)}, model.base_width={base_width}: "
                              "need at least one stage, every stage >= 1 block, base_width >= 1")
         self.conv1 = nn.Conv2d(int(input_shape[0]), base_width, 3, padding=1, bias=not batch_norm)
-        self.bn1 = _norm2d(base_width, batch_norm)
+        self.bn1 = norm2d(base_width, batch_norm)
         self.relu = nn.ReLU()
 
         in_planes = base_width
-        self.stage_names: list[str] = []
+        stages = []
         for i, n in enumerate(num_blocks):
             planes = base_width * 2 ** i
             blocks = []
@@ -90,14 +109,5 @@ class ResNet(nn.Module):
                 stride = 2 if i > 0 and j == 0 else 1
                 blocks.append(BasicBlock(in_planes, planes, stride, shortcut, batch_norm))
                 in_planes = planes
-            self.stage_names.append(f"layer{i + 1}")
-            self.add_module(self.stage_names[-1], nn.Sequential(*blocks))
-
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(in_planes, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        for name in self.stage_names:
-            out = getattr(self, name)(out)
-        return self.linear(self.pool(out).flatten(1))
+            stages.append(blocks)
+        self._add_stages(stages, in_planes, num_classes)

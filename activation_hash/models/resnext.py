@@ -20,9 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-
-def _norm2d(channels: int, batch_norm: bool) -> nn.Module:
-    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+from .resnet import StagedNet, norm2d
 
 
 class ResNeXtBlock(nn.Module):
@@ -32,18 +30,18 @@ class ResNeXtBlock(nn.Module):
         group_width = cardinality * bottleneck_width
         out_planes = max(1, round(expansion * group_width))
         self.conv1 = nn.Conv2d(in_planes, group_width, 1, bias=not batch_norm)
-        self.bn1 = _norm2d(group_width, batch_norm)
+        self.bn1 = norm2d(group_width, batch_norm)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(group_width, group_width, 3, stride=stride, padding=1, groups=cardinality,
                                bias=not batch_norm)
-        self.bn2 = _norm2d(group_width, batch_norm)
+        self.bn2 = norm2d(group_width, batch_norm)
         self.relu2 = nn.ReLU()
         self.conv3 = nn.Conv2d(group_width, out_planes, 1, bias=not batch_norm)
-        self.bn3 = _norm2d(out_planes, batch_norm)
+        self.bn3 = norm2d(out_planes, batch_norm)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != out_planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=not batch_norm),
-                                          _norm2d(out_planes, batch_norm))
+                                          norm2d(out_planes, batch_norm))
         self.relu3 = nn.ReLU()
         self.out_planes = out_planes
 
@@ -54,7 +52,7 @@ class ResNeXtBlock(nn.Module):
         return self.relu3(out + self.shortcut(x))
 
 
-class ResNeXt(nn.Module):
+class ResNeXt(StagedNet):
     def __init__(self, input_shape: Sequence[int], num_classes: int, cardinality: int = 8,
                  bottleneck_width: int = 64, num_blocks: Sequence[int] = (3, 3, 3), expansion: float = 2.0,
                  stem_width: int = 64, stem_kernel: int = 1, batch_norm: bool = True):
@@ -70,27 +68,17 @@ class ResNeXt(nn.Module):
             raise ValueError(f"model.num_blocks={list(num_blocks)}: need at least one stage of >= 1 block")
         self.conv1 = nn.Conv2d(int(input_shape[0]), stem_width, stem_kernel, padding=stem_kernel // 2,
                                bias=not batch_norm)
-        self.bn1 = _norm2d(stem_width, batch_norm)
+        self.bn1 = norm2d(stem_width, batch_norm)
         self.relu = nn.ReLU()
 
         in_planes, width = stem_width, bottleneck_width
-        self.stage_names: list[str] = []
+        stages = []
         for i, n in enumerate(num_blocks):
             blocks = []
             for j in range(int(n)):
                 stride = 2 if i > 0 and j == 0 else 1
-                block = ResNeXtBlock(in_planes, cardinality, width, stride, expansion, batch_norm)
-                blocks.append(block)
-                in_planes = block.out_planes
+                blocks.append(ResNeXtBlock(in_planes, cardinality, width, stride, expansion, batch_norm))
+                in_planes = blocks[-1].out_planes
             width *= 2
-            self.stage_names.append(f"layer{i + 1}")
-            self.add_module(self.stage_names[-1], nn.Sequential(*blocks))
-
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(in_planes, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        for name in self.stage_names:
-            out = getattr(self, name)(out)
-        return self.linear(self.pool(out).flatten(1))
+            stages.append(blocks)
+        self._add_stages(stages, in_planes, num_classes)
