@@ -23,14 +23,18 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from activation_hash.codes.units import CodeUnit
+
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)
+# what the recorder captures: ReLU-like modules and the public CodeUnit marker
+CODE_MODULES: tuple[type[nn.Module], ...] = (*RELU_LIKE, CodeUnit)
 
 _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 
 def relu_like_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The named ReLU-like modules of `model`, in registration order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, RELU_LIKE)]
+    """The named ReLU-like and CodeUnit modules of `model`, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, CODE_MODULES)]
 
 
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
