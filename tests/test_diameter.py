@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from activation_hash.codes import CodeRecorder
-from activation_hash.metrics.diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters,
+from activation_hash.codes.diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters,
                                               random_directions_like, uniform_like)
 from activation_hash.models import MLP
 from tests.conftest import SHARED_DATASETS
@@ -248,3 +248,25 @@ def test_real_mnist_grid_brackets_exact_float32() -> None:
     assert inside.all()
     assert (exact.diameter >= grid.diameter - 1e-6).all() and (exact.diameter - grid.diameter < 0.1 + 1e-6).all()
     assert np.isfinite(random.diameter).all() and (random.diameter > 0).all()
+
+
+def test_diameter_probe_matches_diameter_metrics() -> None:
+    """The network probe is the same computation as the callback's diameter_metrics."""
+    from activation_hash.codes.diameters import diameter_metrics
+    from activation_hash.codes.probes import probes
+
+    torch.manual_seed(0)
+    model = MLP(input_shape=(1, 4, 4), num_classes=3, width=8, depth=2).eval()
+    x = torch.rand(20, 1, 4, 4)
+
+    class Data:
+        def test_batch(self, n: int):
+            return x[:n], torch.zeros(n, dtype=torch.long)
+
+    probe = probes()["diameter"]
+    opts = {**probe.options, "n_samples": 10, "method": "both"}
+    got = probe.compute(model, Data(), None, **opts)
+    assert got == diameter_metrics(model, x, None, opts)
+    assert any(k.startswith("test/grid_diameter_") for k in got) and any(k.startswith("test/random_diameter_") for k in got)
+    with pytest.raises(ValueError, match="metrics.diameter.method='bogus'"):
+        probe.compute(model, Data(), None, **{**opts, "method": "bogus"})

@@ -1,8 +1,8 @@
-"""Stochastic activation diameters at a capture, on the first test samples and on U(0,1) inputs.
+"""Stochastic activation diameters at a capture (also the network probe ``codes/probes/diameter.py``), on the first test samples and on U(0,1) inputs.
 
 Configured by `metrics.diameter` (disabled by default; the `diameter` study enables it):
     n_samples  how many test samples (the paper: 600)
-    method     exact (forward-mode AD, see activation_hash.metrics.diameter) | grid | both
+    method     exact (forward-mode AD, see activation_hash.codes.diameter) | grid | both
     t_max      clip the exact segment to |t| <= t_max (null: unbounded)
     grid_step, grid_t_max   the authors' grid approximation (0.05 on [-5, 5])
     random     also on i.i.d. U(0,1) inputs of the test samples' shape
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from activation_hash.metrics.diameter import (diameter_summary, exact_diameters, grid_diameters,
+from activation_hash.codes.diameter import (diameter_summary, exact_diameters, grid_diameters,
                                               random_directions_like, uniform_like)
 
 METHODS = ("exact", "grid", "both")
