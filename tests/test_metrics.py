@@ -46,6 +46,7 @@ from activation_hash.metrics import (
     redundancy_ratio,
     thread_limit,
     unpack_rows,
+    WHICH,
     validate_options,
     varying_bits,
 )
@@ -524,3 +525,63 @@ def test_evaluate_module_runs_as_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     written = json.loads((tmp_path / "codes.metrics.json").read_text())
     assert tuple(written) == METRIC_NAMES and written["n_bits_used"] == 22
+
+
+def test_evaluate_errors_name_the_problem(digits: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = tmp_path / "notes.npz"
+    text.write_text("not codes\n")
+    good = tmp_path / "good.npz"
+    np.savez(good, **{key: digits[key] for key in ("train_codes", "test_codes", "train_labels", "test_labels")},
+             n_bits=np.int64(96))
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path, message in ((text, "is not an npz file"), (truncated, str(truncated)), (tmp_path, "is a directory"),
+                          (tmp_path / "absent.npz", "no such file")):
+        with pytest.raises(SystemExit) as exc:
+            evaluate.main([str(path)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+def test_evaluate_picks_up_a_new_family(digits: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered family whose needs the file meets is computed without editing evaluate."""
+    from activation_hash.metrics import registry
+
+    def compute(codes: CodeSet) -> dict:
+        return {"test/penultimate_mean": float(codes.extras["test/penultimate"].mean())}
+
+    family = registry.MetricFamily("penultimate_mean", ("test/penultimate_mean",), compute, needs=("penultimate",))
+    monkeypatch.setitem(registry._REGISTRY, family.name, family)
+    path = tmp_path / "codes.npz"
+    arrays = {key: digits[key] for key in ("train_codes", "test_codes", "train_labels", "test_labels")}
+    np.savez(path, **arrays, n_bits=np.int64(96), **{"train/penultimate": np.ones((1200, 3), np.float32),
+                                                     "test/penultimate": np.full((597, 3), 2, np.float32)})
+    assert evaluate.main([str(path), "--which", "redundancy,penultimate_mean"]) == 0
+    assert json.loads(path.with_suffix(".metrics.json").read_text())["test/penultimate_mean"] == 2.0
+    assert evaluate.default_which({"train/penultimate", "test/penultimate"})[-1] == "penultimate_mean"
+    assert "penultimate_mean" not in evaluate.default_which(set())
+
+
+@pytest.mark.parametrize("which,options,match", [
+    (["foo"], {}, r"metrics.which=\[foo\]: unknown metric family 'foo'; registered: \["),
+    (WHICH, {"logreg_mode": "bogus"}, "metrics.logreg_mode='bogus': allowed: ovo, ovr, multinomial"),
+    (WHICH, {"knn_k": "abc"}, "metrics.knn_k='abc': must be an integer"),
+    (WHICH, {"knn_k": 3.5}, "metrics.knn_k=3.5: must be an integer"),
+    (WHICH, {"knn_k": 0}, "metrics.knn_k=0: must be an integer >= 1"),
+    (WHICH, {"kmeans_seed": -1}, "metrics.kmeans_seed=-1"),
+    (WHICH, {"kmeans_n_init": True}, "metrics.kmeans_n_init=True: must be an integer"),
+    (WHICH, {"drop_constant": "maybe"}, "metrics.drop_constant='maybe': must be true or false"),
+    (WHICH, {"logreg_seed": None}, "metrics.logreg_seed=null"),
+    (WHICH, {"plugins": ["no_such_module_xyz"]}, "metrics.plugins: cannot import 'no_such_module_xyz'"),
+    (WHICH, {"n_threads": 0}, "metrics.n_threads=0"),
+])
+def test_validate_options_one_line_errors(which: tuple, options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        validate_options(which, options)
+
+
+def test_validate_options_resolves_defaults() -> None:
+    resolved = validate_options(WHICH, {"knn_k": 5, "unrelated": 1})
+    assert resolved["knn"] == {"knn_k": 5}
+    assert resolved["logreg"] == {"logreg_mode": "ovo", "logreg_seed": 9, "max_dense_bytes": 2**30}
