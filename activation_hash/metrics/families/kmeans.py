@@ -15,13 +15,14 @@ runs from one init can end points of accuracy apart), so only the reference's ow
 labels, and a hand-written replay of its trajectory would need its private internals.
 
 Memory bound: the dense float64 matrix (n x n_bits x 8 bytes) is built only when it fits in
-``max_dense_bytes`` (default 1 GiB). Beyond it, ``streaming_lloyd``: the same scikit-learn
-``KMeans(n_init=n_init, random_state=seed)`` on a seeded row sample that fits ``max_dense_bytes``
-(float32) picks the best of the ``n_init`` initialisations, and Lloyd steps over the packed codes,
-unpacked in float32 chunks of at most 64 MiB, refine its centers on all rows. It holds the sample,
-the centers and one chunk. Its clustering is not the reference's label for label (another
-sample, float32 chunks); its accuracies agree statistically (tests/test_metrics.py: over real
-MNIST code sets within 1 point on average).
+``max_dense_bytes`` (default 1 GiB). Beyond it, ``streaming_lloyd``: ``n_init`` k-means++
+initialisations (scikit-learn's public ``kmeans_plusplus``, seeded) on a row sample that fits
+``max_dense_bytes`` (float32), each followed by Lloyd steps over all rows, unpacked from the
+packed codes in float32 chunks of at most 64 MiB, keeping the run of lowest inertia. It holds
+the sample, the centers and one chunk; it costs n_init full Lloyd runs, each a pass over the
+packed codes per iteration. Its clustering is not the reference's label for label (other
+random draws, float32 chunks); its accuracies agree statistically
+(tests/test_kmeans_agreement.py, on real MNIST code sets).
 
 Degenerate inputs: with one cluster requested, or codes with zero bits, every row is put in
 cluster 0 (accuracy = frequency of the most common label).
@@ -37,6 +38,7 @@ import numpy as np
 
 from ..bits import MAX_DENSE_BYTES, iter_chunks, rows_per_chunk, unpack_rows
 from ..registry import CodeSet, MetricFamily
+from ..threads import capped
 
 
 def contingency(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -63,7 +65,7 @@ def hungarian_accuracy(clusters: np.ndarray, labels: np.ndarray) -> float:
 
 def _sklearn_kmeans(x: np.ndarray, n_clusters: int, seed: int, n_init: int):
     from sklearn.cluster import KMeans
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), capped():
         # "Number of distinct clusters found smaller than n_clusters": expected for codes with
         # few distinct values; the labels are still valid.
         warnings.simplefilter("ignore")
@@ -95,57 +97,67 @@ def kmeans_clusters(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: i
 def streaming_lloyd(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: int = 9,
                     n_init: int = 10, max_iter: int = 300, tol: float = 1e-4,
                     max_dense_bytes: int = MAX_DENSE_BYTES) -> np.ndarray:
-    """K-Means of codes too wide to hold densely: scikit-learn's KMeans on a row sample, then
-    Lloyd over packed chunks on all rows (module docstring); returns cluster indices.
+    """K-Means of codes too wide to hold densely (module docstring); returns cluster indices.
 
-    Lloyd stops when the labels stop changing or the squared center shift drops below ``tol``
-    x the mean per-bit variance (scikit-learn's criterion), then assigns with the final centers.
-    An empty cluster keeps its previous center.
+    ``n_init`` k-means++ initialisations (scikit-learn's public ``kmeans_plusplus``) on a seeded
+    row sample that fits ``max_dense_bytes``; from each, Lloyd over the packed chunks of all rows
+    until the labels stop changing or the squared center shift drops below ``tol`` x the mean
+    per-bit variance (scikit-learn's criterion); the run with the lowest inertia wins, as in
+    scikit-learn. An empty cluster keeps its previous center.
     """
+    from sklearn.cluster import kmeans_plusplus
     n = packed.shape[0]
     n_clusters = min(n_clusters, n)
     rng = np.random.default_rng(seed)
     n_sample = min(n, max(n_clusters, max_dense_bytes // (4 * n_bits)))
-    sample = np.sort(rng.choice(n, size=n_sample, replace=False))
-    centers = _sklearn_kmeans(_dense(packed, sample, n_bits, np.float32), n_clusters, seed,
-                              n_init).cluster_centers_.astype(np.float64)
+    sample = _dense(packed, np.sort(rng.choice(n, size=n_sample, replace=False)), n_bits, np.float32)
     chunk = rows_per_chunk(n_bits * 4)
-    labels = np.full(n, -1, dtype=np.int64)
-    tol_abs = np.inf
 
-    def assign(centers: np.ndarray, accumulate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def assign(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         c32 = centers.astype(np.float32)
         c_sq = (c32 * c32).sum(axis=1)
-        new_labels = np.empty(n, dtype=np.int64)
+        labels = np.empty(n, dtype=np.int64)
         sums = np.zeros((n_clusters, n_bits), dtype=np.float64)
-        counts = np.zeros(n_clusters, dtype=np.int64)
+        inertia = 0.0
         for lo, hi in iter_chunks(n, chunk):
             x = unpack_rows(packed[lo:hi], n_bits, np.float32)
-            lab = np.argmin(c_sq - 2.0 * (x @ c32.T), axis=1)
-            new_labels[lo:hi] = lab
-            if accumulate:
-                one_hot = np.zeros((hi - lo, n_clusters), dtype=np.float32)
-                one_hot[np.arange(hi - lo), lab] = 1.0
-                sums += one_hot.T @ x
-                counts += np.bincount(lab, minlength=n_clusters)
-        return new_labels, sums, counts
+            dist = c_sq - 2.0 * (x @ c32.T)
+            lab = np.argmin(dist, axis=1)
+            labels[lo:hi] = lab
+            inertia += float(dist[np.arange(hi - lo), lab].sum() + x.sum())  # |x|^2 = popcount for 0/1
+            one_hot = np.zeros((hi - lo, n_clusters), dtype=np.float32)
+            one_hot[np.arange(hi - lo), lab] = 1.0
+            sums += one_hot.T @ x
+        return labels, sums, np.bincount(labels, minlength=n_clusters), inertia
 
-    for it in range(max_iter):
-        new_labels, sums, counts = assign(centers, accumulate=True)
-        if it == 0:
-            p = sums.sum(axis=0) / n  # per-bit frequency of ones
-            tol_abs = tol * float(np.mean(p * (1.0 - p)))
-        filled = counts > 0
-        new_centers = centers.copy()
-        new_centers[filled] = sums[filled] / counts[filled, None]
-        shift = float(((new_centers - centers) ** 2).sum())
-        centers = new_centers
-        if np.array_equal(new_labels, labels):
-            return labels
-        labels = new_labels
-        if shift <= tol_abs:
-            break
-    return assign(centers, accumulate=False)[0]
+    def lloyd(centers: np.ndarray) -> tuple[np.ndarray, float]:
+        labels = np.full(n, -1, dtype=np.int64)
+        tol_abs = np.inf
+        for it in range(max_iter):
+            new_labels, sums, counts, inertia = assign(centers)
+            if it == 0:
+                p = sums.sum(axis=0) / n  # per-bit frequency of ones
+                tol_abs = tol * float(np.mean(p * (1.0 - p)))
+            if np.array_equal(new_labels, labels):
+                return labels, inertia
+            filled = counts > 0
+            new_centers = centers.copy()
+            new_centers[filled] = sums[filled] / counts[filled, None]
+            shift = float(((new_centers - centers) ** 2).sum())
+            centers, labels = new_centers, new_labels
+            if shift <= tol_abs:
+                break
+        labels, _, _, inertia = assign(centers)
+        return labels, inertia
+
+    best, best_inertia = None, np.inf
+    with capped():
+        for seed_i in np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_init):
+            centers, _ = kmeans_plusplus(sample, n_clusters, random_state=int(seed_i))
+            labels, inertia = lloyd(centers.astype(np.float64))
+            if inertia < best_inertia:
+                best, best_inertia = labels, inertia
+    return best
 
 
 def kmeans_accuracy(packed: np.ndarray, n_bits: int, labels: np.ndarray, n_clusters: int, *,
