@@ -1,14 +1,14 @@
 """Peak memory and time of the logistic-regression metric alone on very wide codes.
 
     python bench/bench_logreg_memory.py                   # 1,200 + 300 codes of 505,344 bits, ovo
-    python bench/bench_logreg_memory.py --row-space off   # force the (grouped) primal solver
+    python bench/bench_logreg_memory.py --row-space off   # no row space: dense if it fits, else streaming SGD
     python bench/bench_logreg_memory.py --bits 20000 --spread 0.02 --reference   # + scikit-learn
 
 Structured synthetic codes (10 classes, the recipe of bench_metrics.py's wide scale, generated
 and packed chunk by chunk) go through ``drop_constant_bits``, ``logreg_fit`` and ``predict`` as
-in ``encoding_metrics``. With fewer codes than bits ``logreg_fit`` solves in the span of the
-training codes; ``--row-space off`` forces the primal solver, whose L-BFGS state is split into
-groups of problems that fit ``max_dense_bytes``. Before the metric the process's peak-RSS mark
+in ``compute_families``. With fewer codes than bits (and dense codes over ``max_dense_bytes``)
+``logreg_fit`` fits scikit-learn on the codes' row-space coordinates; ``--row-space off`` gives
+the dense fit when it fits and otherwise the streaming SGD fit over packed chunks. Before the metric the process's peak-RSS mark
 is reset (``/proc/self/clear_refs``), so "peak" is the high-water mark during the metric alone
 and "extra" is that minus the resident size just before it (codes, Python, numpy, scipy).
 ``--reference`` then fits scikit-learn's reference for the mode on the unpacked codes (minutes
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--max-dense-bytes", type=int, default=MAX_DENSE_BYTES)
     parser.add_argument("--threads", type=int, default=1, help="compute threads (0 = library defaults)")
     parser.add_argument("--row-space", choices=["auto", "on", "off"], default="auto",
-                        help="logreg_fit's row_space (auto = its own rule; off = the primal solver)")
+                        help="logreg_fit's row_space_ (auto = its own rule)")
     parser.add_argument("--spread", type=float, default=None,
                         help="class signal per unit (default 0.15 * (100 / bits) ** 0.25)")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,7 +106,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with thread_limit(threads):
         model = logreg_fit(train, y_train, n_used, mode=args.mode, max_dense_bytes=args.max_dense_bytes,
-                           row_space={"auto": None, "on": True, "off": False}[args.row_space])
+                           row_space_={"auto": None, "on": True, "off": False}[args.row_space])
         acc = float(np.mean(model.predict(test) == y_test))
     seconds = time.perf_counter() - t0
     peak = status_mib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
