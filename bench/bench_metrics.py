@@ -20,8 +20,8 @@ and K-NN / redundancy against scikit-learn on a subsample.
 
 Both pipelines run with --threads compute threads (default 1; 0 = library defaults), the
 reference with --reference-threads if given: on small shared machines oversubscribed BLAS/OpenMP
-threads stall at barriers and slow scikit-learn's one-vs-one logistic regression by 10x or more
-(1.5 s -> 20 s here at 2 threads), which would flatter the ratio; ``--threads 2
+threads stall at barriers and can slow scikit-learn's one-vs-one logistic regression many times
+over (bench/README.md), which would flatter the ratio; ``--threads 2
 --reference-threads 1`` gives each pipeline its faster setting on a 2-core machine.
 Exit code 1 when an agreement check fails (the speed targets are reported, not enforced).
 

@@ -8,7 +8,7 @@ lbfgs, ``max_iter`` 100 as the authors ran it, intercept not penalized), ``rando
 - ``"multinomial"``: ``LogisticRegression(...)`` on several classes (softmax).
 lbfgs itself is deterministic; the seed is passed on as ``random_state`` (so a stochastic solver
 or the streaming path below is seeded by it). No hand-written solver: an earlier one (joint
-L-BFGS over all pairs) was 2-3x faster on MNIST codes, under the 3x that would justify keeping it.
+L-BFGS over all pairs) was under the 3x speed-up that would justify keeping it (docs/notes/metrics.md).
 
 Features, by what fits in ``max_dense_bytes`` (default 1 GiB):
 - dense: the unpacked 0/1 codes in float64 (n x n_bits x 8 bytes), when that fits;
