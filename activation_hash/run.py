@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.codes.capture import describe_units, parse_layers
+from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, assign_devices, available_cpus
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
@@ -59,23 +60,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
     datamodule.setup("fit")
-    check_against_data(cfg, len(datamodule.y_train))
-    net = instantiate(cfg.model)(input_shape=tuple(datamodule.input_shape), num_classes=datamodule.num_classes)
-    units = describe_units(net, datamodule.input_shape)
+    data = describe_data(datamodule)
+    check_against_data(cfg, data.n_train)
+    net = instantiate(cfg.model)(input_shape=data.input_shape, num_classes=data.num_classes)
+    units = describe_units(net, data.input_shape)
     chosen = parse_layers(cfg.codes.layers, len(units))  # bad layer selections fail here, not mid-training
     log.info("%d ReLU layers, %d units per input (%s); the code uses %d bits", len(units), sum(n for _, n in units),
              ", ".join(f"{name}: {n}" for name, n in units[:8]) + (", ..." if len(units) > 8 else ""),
              sum(units[i][1] for i in chosen))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = Classifier(net, datamodule.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    module = Classifier(net, data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
     placement = _placement(cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(out / "meta.json", _meta(units, placement))
 
-    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics)
+    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
+                               data=data)
     progress = _progress_mode(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress)]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())

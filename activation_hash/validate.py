@@ -34,9 +34,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"output_dir={str(out)!r} is a file; it must be a directory (or not exist yet)")
 
 
-def check_against_data(cfg: DictConfig, n_train: int) -> None:
-    """Checks that need the training-set size."""
+def check_against_data(cfg: DictConfig, n_train: int | None) -> None:
+    """Checks that need the training-set size (skipped when the datamodule cannot tell it)."""
     k = cfg.metrics.knn_k
-    if "knn" in cfg.metrics.get("which", ["knn"]) and k > n_train:
+    if n_train is not None and "knn" in cfg.metrics.get("which", ["knn"]) and k > n_train:
         raise ValueError(f"metrics.knn_k={k} is larger than the training set ({n_train} samples); "
                          f"allowed: 1..{n_train}")

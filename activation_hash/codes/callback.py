@@ -24,6 +24,8 @@ from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.data.protocol import DataInfo
+from activation_hash.data.protocol import describe as describe_data
 from activation_hash.metrics import encoding_metrics
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 class NeuralCodeCallback(pl.Callback):
     def __init__(self, epochs: Any = "log", layers: Any = "all", save: bool = False,
                  out_dir: str | Path = ".", metrics: Mapping[str, Any] | None = None,
-                 capture_last: bool = True, memmap: bool = False, verbose: bool = True):
+                 capture_last: bool = True, memmap: bool = False, verbose: bool = True,
+                 data: DataInfo | None = None):
         self.spec = epochs
         self.layer_spec = layers
         self.save = save
@@ -43,6 +46,7 @@ class NeuralCodeCallback(pl.Callback):
         self.capture_last = capture_last
         self.memmap = memmap
         self.verbose = verbose
+        self.data = data  # read from trainer.datamodule at setup when not given
         self.epochs: list[int] = []
         self.records: list[dict[str, Any]] = []
         self._done: set[int] = set()
@@ -53,7 +57,9 @@ class NeuralCodeCallback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.epochs = capture_epochs(self.spec, trainer.max_epochs)
-        self.units = describe_units(pl_module, trainer.datamodule.input_shape)
+        if self.data is None:
+            self.data = describe_data(trainer.datamodule)
+        self.units = describe_units(pl_module, self.data.input_shape)
         self.layers = parse_layers(self.layer_spec, len(self.units))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -82,9 +88,9 @@ class NeuralCodeCallback(pl.Callback):
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int,
                  reason: str) -> list[dict[str, Any]]:
         started = time.perf_counter()
-        dm = trainer.datamodule
-        loaders = dm.eval_loaders()
-        sizes = {"train": len(dm.y_train), "test": len(dm.y_test)}
+        data = self.data
+        loaders = data.eval_loaders()
+        sizes = {"train": data.n_train, "test": data.n_test}
         splits = {}
         for split, loader in loaders.items():
             splits[split] = collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
@@ -95,7 +101,8 @@ class NeuralCodeCallback(pl.Callback):
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
         if self.diameter is not None:
-            metrics.update(diameter_metrics(pl_module, dm.x_test, self.layers, self.diameter))
+            x_test, _ = data.test_batch(int(self.diameter.get("n_samples", 600)), pl_module.device)
+            metrics.update(diameter_metrics(pl_module, x_test, self.layers, self.diameter))
         elapsed = time.perf_counter() - started
         common = {"epoch": epoch, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
@@ -106,8 +113,8 @@ class NeuralCodeCallback(pl.Callback):
         self._write_jsonl()
         if self.save:
             extra = {}
-            if getattr(dm, "y_train_clean", None) is not None:
-                extra["train_clean_labels"] = dm.y_train_clean.cpu().numpy()
+            if (clean := data.train_clean_labels) is not None:
+                extra["train_clean_labels"] = clean
             save_codes(codes_path(self.out_dir / "codes", epoch), train_codes=train.codes,
                        test_codes=test.codes, train_labels=train.labels, test_labels=test.labels,
                        n_bits=train.n_bits, epoch=epoch, layer_names=train.layer_names,
