@@ -133,3 +133,34 @@ def test_loss_terms_are_added_weighted_and_logged(tmp_path) -> None:
     step.backward()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad)
+
+
+def _jsonl(result: dict) -> list[dict]:
+    return [json.loads(line) for line in (Path(result["run_dir"]) / "encoding.jsonl").read_text().splitlines()]
+
+
+def test_max_epochs_zero_analyses_the_network_at_initialization(tiny_cfg) -> None:
+    result = run(tiny_cfg("trainer.max_epochs=0", "codes.epochs=[0]"))
+    rows = _jsonl(result)
+    assert [(r["epoch"], r["split"]) for r in rows] == [(0, "train"), (0, "test")]
+    assert result["epochs_trained"] == 0 and "test/knn_acc" in result
+
+
+def test_a_dead_network_is_reported_not_scored(tiny_cfg) -> None:
+    rows = _jsonl(run(tiny_cfg("optimizer.lr=1e6", "codes.epochs=[0,2]")))
+    init, last = rows[1], rows[-1]
+    assert init["dead_network"] is False and init["test/knn_acc"] is not None
+    assert last["dead_network"] is True and last["n_bits_used"] == 0
+    assert last["test/knn_acc"] is None and last["test/redundancy"] is None
+    assert last["test/net_acc"] is not None  # the network itself still has an accuracy
+
+
+def test_epoch_means_epochs_trained_in_every_row(tiny_cfg) -> None:
+    result = run(tiny_cfg("codes.epochs=[0,1,2]"))
+    with open(Path(result["run_dir"]) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    train_rows = [float(r["epoch"]) for r in rows if r.get("train/loss")]
+    val_rows = [float(r["epoch"]) for r in rows if r.get("val/acc")]
+    capture_rows = [float(r["epoch"]) for r in rows if r.get("test/knn_acc")]
+    assert train_rows == [1.0, 2.0] and val_rows == [1.0, 2.0] and capture_rows == [0.0, 1.0, 2.0]
+    assert [r["epoch"] for r in _jsonl(result) if r["split"] == "test"] == [0, 1, 2]

@@ -71,6 +71,12 @@ class NeuralCodeCallback(pl.Callback):
         if epoch in self.epochs:
             self.capture(trainer, pl_module, epoch=epoch)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # trainer.max_epochs=0 (analyse the network at initialization): Lightning skips the
+        # training loop and its hooks, so epoch 0 is captured here
+        if 0 in self.epochs and 0 not in self._done:
+            self.capture(trainer, pl_module, epoch=0)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch  # epochs completed when training stopped
         if self.capture_last and epoch not in self._done and 0 < epoch < trainer.max_epochs:
@@ -103,8 +109,11 @@ class NeuralCodeCallback(pl.Callback):
         if self.diameter is not None:
             x_test, _ = data.test_batch(int(self.diameter.get("n_samples", 600)), pl_module.device)
             metrics.update(diameter_metrics(pl_module, x_test, self.layers, self.diameter))
+        dead = metrics.get("n_bits_used") == 0
+        if dead:  # every unit constant: no code to score, whatever the metrics say of 0-bit codes
+            metrics = {k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}
         elapsed = time.perf_counter() - started
-        common = {"epoch": epoch, "step": trainer.global_step, "reason": reason,
+        common = {"epoch": epoch, "dead_network": dead, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
                   "capture_seconds": round(elapsed, 3)}
         rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
@@ -127,7 +136,7 @@ class NeuralCodeCallback(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=trainer.global_step)
         if self.verbose:
-            _print_capture(epoch, metrics, elapsed)
+            _print_capture(epoch, metrics, elapsed, dead)
         return rows
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
@@ -147,8 +156,14 @@ _SHORT = [("train/redundancy", "red.tr"), ("test/redundancy", "red.te"), ("test/
           ("test/knn_acc", "knn"), ("test/logreg_acc", "logreg"), ("test/net_acc", "net")]
 
 
-def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float) -> None:
+def _kept_when_dead(key: str) -> bool:
+    return "/" not in key or key.split("/", 1)[1] in ("n", "net_acc", "net_loss")
+
+
+def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float, dead: bool = False) -> None:
     from rich import get_console
-    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if key in metrics]
+    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if metrics.get(key) is not None]
+    if dead:
+        parts.insert(0, "[red]dead network: every unit is constant over train+test, no code to score[/]")
     get_console().print(f"[bold]epoch {epoch:>3}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
                         soft_wrap=True, highlight=False)

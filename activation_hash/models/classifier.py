@@ -10,6 +10,9 @@ module asks every submodule of the network that defines `loss_terms()` for its t
 `set_epoch(epoch)` on every submodule that defines it (per-epoch weight schedules). Each term's
 epoch mean is logged as `train/loss_<name>`, its weight as `train/<weight_name>`.
 
+`epoch` in every logged row is the number of epochs trained (1 after the first epoch), the same
+number the code captures use (0 = at initialization); Lightning's own default is 0-based.
+
 Training loss and accuracy are summed on the device and logged once per epoch: a per-step
 `self.log` costs as much as a whole optimizer step of the paper's small MLPs (bench/README.md).
 """
@@ -94,6 +97,7 @@ class Classifier(pl.LightningModule):
         # batch-size-weighted epoch means; the shards of TensorBatchLoader are equally long, so
         # sync_dist's mean over ranks is the global mean
         total = sums.pop("loss")
+        self.log("epoch", float(self.current_epoch + 1))  # epochs trained, as in the captures (not 0-based)
         self.log("train/loss", total / n, prog_bar=True, sync_dist=True)
         self.log("train/acc", sums.pop("correct").float() / n, prog_bar=True, sync_dist=True)
         for key, value in sums.items():  # loss terms: mean over batches
@@ -107,6 +111,10 @@ class Classifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.log("epoch", float(self.current_epoch + 1))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_acc)
