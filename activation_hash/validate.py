@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.devices import check_metrics_device
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -26,6 +27,8 @@ def check_config(cfg: DictConfig) -> None:
     wd = cfg.optimizer.get("weight_decay")
     if wd is not None and wd < 0:
         raise ValueError(f"optimizer.weight_decay={wd!r}: must be >= 0")
+    if cfg.metrics.get("device", "auto") != "auto":
+        check_metrics_device(cfg.metrics.device)
     k = cfg.metrics.get("knn_k")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"metrics.knn_k={k!r}: must be an int >= 1")

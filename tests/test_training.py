@@ -164,3 +164,17 @@ def test_epoch_means_epochs_trained_in_every_row(tiny_cfg) -> None:
     capture_rows = [float(r["epoch"]) for r in rows if r.get("test/knn_acc")]
     assert train_rows == [1.0, 2.0] and val_rows == [1.0, 2.0] and capture_rows == [0.0, 1.0, 2.0]
     assert [r["epoch"] for r in _jsonl(result) if r["split"] == "test"] == [0, 1, 2]
+
+
+def test_metrics_device_selection_on_cpu(tiny_cfg) -> None:
+    from activation_hash.devices import metrics_device
+    cpu = torch.device("cpu")
+    assert metrics_device("auto", cpu) is None and metrics_device("cpu", cpu) is None
+    assert metrics_device("auto", torch.device("cuda", 1)) == torch.device("cuda", 1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"metrics.device='cuda:0': no CUDA device"):
+            metrics_device("cuda:0", cpu)
+        with pytest.raises(ValueError, match=r"metrics.device='cuda': no CUDA device"):
+            run(tiny_cfg("metrics.device=cuda"))  # before training: no run directory yet
+    with pytest.raises(ValueError, match=r"metrics.device='tpu9': allowed auto, cpu, cuda, cuda:N"):
+        metrics_device("tpu9", cpu)

@@ -25,6 +25,7 @@ from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.data.protocol import DataInfo
+from activation_hash.devices import metrics_device
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.metrics import encoding_metrics
 
@@ -42,6 +43,7 @@ class NeuralCodeCallback(pl.Callback):
         self.out_dir = Path(out_dir)
         self.metric_kwargs = _plain(metrics or {})
         diameter = self.metric_kwargs.pop("diameter", None) or {}
+        self.device_request = self.metric_kwargs.pop("device", "auto")
         self.diameter = diameter if diameter.get("enabled", False) else None
         self.capture_last = capture_last
         self.memmap = memmap
@@ -103,6 +105,7 @@ class NeuralCodeCallback(pl.Callback):
                                           memmap_path=self._memmap_path(epoch, split))
         train, test = splits["train"], splits["test"]
         metrics = encoding_metrics(train.codes, train.labels, test.codes, test.labels, train.n_bits,
+                                   device=metrics_device(self.device_request, pl_module.device),
                                    **self.metric_kwargs)
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
