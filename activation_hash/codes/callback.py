@@ -23,11 +23,13 @@ from activation_hash.codes.capture import parse_layers, describe_units
 from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
+from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.data.protocol import DataInfo
 from activation_hash.devices import metrics_device
 from activation_hash.data.protocol import describe as describe_data
-from activation_hash.metrics import encoding_metrics
+from activation_hash.metrics import WHICH, compute_families
+from activation_hash.metrics.registry import CodeSet, families
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class NeuralCodeCallback(pl.Callback):
         self.metric_kwargs = _plain(metrics or {})
         diameter = self.metric_kwargs.pop("diameter", None) or {}
         self.device_request = self.metric_kwargs.pop("device", "auto")
+        # sections of registered network probes (metrics.<probe>.*) go to the probes, not the metrics
+        self.probe_cfg = {name: self.metric_kwargs.pop(name) for name in probes() if name in self.metric_kwargs}
+        self.probes: dict[str, dict[str, Any]] = {}
         self.diameter = diameter if diameter.get("enabled", False) else None
         self.capture_last = capture_last
         self.memmap = memmap
@@ -62,6 +67,7 @@ class NeuralCodeCallback(pl.Callback):
         if self.data is None:
             self.data = describe_data(trainer.datamodule)
         self.units = describe_units(pl_module, self.data.input_shape)
+        self.probes = enabled_probes(self.probe_cfg, self.data.input_shape)
         self.layers = parse_layers(self.layer_spec, len(self.units))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,11 +108,14 @@ class NeuralCodeCallback(pl.Callback):
         splits = {}
         for split, loader in loaders.items():
             splits[split] = collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
-                                          memmap_path=self._memmap_path(epoch, split))
+                                          memmap_path=self._memmap_path(epoch, split), extras=self._extras())
         train, test = splits["train"], splits["test"]
-        metrics = encoding_metrics(train.codes, train.labels, test.codes, test.labels, train.n_bits,
-                                   device=metrics_device(self.device_request, pl_module.device),
-                                   **self.metric_kwargs)
+        codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits,
+                        extras={f"{s}/{k}": v for s, part in splits.items() for k, v in part.extras.items()},
+                        layer_names=tuple(train.layer_names), layer_units=tuple(train.layer_units))
+        metrics = compute_families(codes, which=self.metric_kwargs.get("which", WHICH),
+                                   options={k: v for k, v in self.metric_kwargs.items() if k != "which"},
+                                   device=metrics_device(self.device_request, pl_module.device))
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
         if self.diameter is not None:
@@ -115,6 +124,8 @@ class NeuralCodeCallback(pl.Callback):
         dead = metrics.get("n_bits_used") == 0
         if dead:  # every unit constant: no code to score, whatever the metrics say of 0-bit codes
             metrics = {k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}
+        if self.probes:
+            metrics.update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))
         elapsed = time.perf_counter() - started
         common = {"epoch": epoch, "dead_network": dead, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
@@ -141,6 +152,12 @@ class NeuralCodeCallback(pl.Callback):
         if self.verbose:
             _print_capture(epoch, metrics, elapsed, dead)
         return rows
+
+    def _extras(self) -> list[str]:
+        """The per-sample arrays the selected metric families need (see registry.EXTRAS)."""
+        known = families()
+        return sorted({need for name in self.metric_kwargs.get("which", WHICH) if name in known
+                       for need in known[name].needs})
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
         return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None

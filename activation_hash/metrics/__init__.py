@@ -21,6 +21,7 @@ from .bits import (
 )
 from .diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters, random_directions_like,
                        uniform_like)
+from .compute import compute_families
 from .encoding import METRIC_NAMES, WHICH, encoding_metrics, thread_limit
 from .kmeans import (
     contingency,
@@ -38,7 +39,7 @@ from .redundancy import n_unique_rows, redundancy_ratio
 __all__ = [
     "Diameters", "diameter_summary", "exact_diameters", "grid_diameters", "random_directions_like", "uniform_like",
     "CHUNK_BYTES", "MAX_DENSE_BYTES", "METRIC_NAMES", "WHICH", "LOGREG_MODES", "KNNResult",
-    "check_packed", "contingency", "drop_constant_bits", "encoding_metrics", "hamming_distances",
+    "check_packed", "compute_families", "contingency", "drop_constant_bits", "encoding_metrics", "hamming_distances",
     "hungarian_accuracy", "kmeans_accuracy", "kmeans_clusters", "knn_neighbors", "knn_predict",
     "LogRegModel", "logreg_accuracy", "logreg_fit", "logreg_predict", "majority_accuracy", "n_unique_rows", "packed_width",
     "popcount", "redundancy_ratio", "select_bits", "streaming_lloyd", "unique_rows", "unpack_rows",
