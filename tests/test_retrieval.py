@@ -204,3 +204,93 @@ def test_as_metrics_names():
         assert isinstance(names[name], float)
     assert len(names["test/pr_curve/precision"]) == 9
     assert "test/map/lsh_pixels/32" in res.as_metrics(suffix="/lsh_pixels/32")
+
+
+# --- the `retrieval` metric family -------------------------------------------------------------
+
+def _codeset(rng, n_train=300, n_test=200, d=20, layer_units=(24, 16)):
+    from activation_hash.metrics.registry import CodeSet
+    centres = rng.standard_normal((5, d)) * 3
+    ytr, yte = rng.integers(0, 5, n_train), np.repeat(np.arange(5), n_test // 5)
+    xtr = centres[ytr] + rng.standard_normal((n_train, d))
+    xte = centres[yte] + rng.standard_normal((n_test, d))
+    w = rng.standard_normal((d, sum(layer_units)))
+    w[:, 3] = 0.0  # a constant unit (always off)
+    code = lambda x: np.packbits(x @ w > 0, axis=1)
+    extras = {"train/inputs": xtr.astype(np.float32), "test/inputs": xte.astype(np.float32),
+              "train/penultimate": np.maximum(xtr @ w[:, -16:], 0).astype(np.float32),
+              "test/penultimate": np.maximum(xte @ w[:, -16:], 0).astype(np.float32)}
+    return CodeSet(code(xtr), ytr, code(xte), yte, sum(layer_units), extras, ("l1", "l2"), layer_units)
+
+
+def test_family_split_1k_names_budgets_and_baselines():
+    from activation_hash.metrics.families.retrieval import FAMILY
+    from activation_hash.metrics.registry import get
+    assert get("retrieval") is FAMILY
+    codes = _codeset(np.random.default_rng(8))
+    out = FAMILY.compute(codes, retrieval={"protocol": "split_1k", "bits": [8, 16, 32, "full"], "queries_per_class": 10,
+                                           "top_k": [50, 5000]})
+    assert out["test/retrieval_n_query"] == 50 and out["test/retrieval_db_from_test"] == 150
+    assert out["test/retrieval_db_size"] == 450
+    # The whole code through the family equals the metric on the same split directly.
+    from activation_hash.metrics.families.retrieval import split
+    q, extra = split(codes, "split_1k", 10, 0)
+    db = np.concatenate([codes.train_codes, codes.test_codes[extra]])
+    dby = np.concatenate([codes.train_labels, codes.test_labels[extra]])
+    direct = rt.retrieval_metrics(codes.test_codes[q], codes.test_labels[q], db, dby, 40, top_k=(50, 5000))
+    assert out["test/map"] == pytest.approx(direct.map) and out["test/map@50"] == pytest.approx(direct.map_at[50])
+    assert out["test/map/neural_all/full"] == pytest.approx(out["test/map"])
+    assert out["test/map@5000"] == pytest.approx(out["test/map"])  # K capped at the database: all of it
+    for name in ("neural_all/8", "neural_all/32", "neural_last_layer/16", "neural_last_layer/full",
+                 "neural_random/32", "neural_balanced/16", "lsh_pixels/32", "itq_pixels/16",
+                 "pcah_pixels/8", "lsh_penultimate/32", "itq_penultimate/16"):
+        assert 0.0 <= out[f"test/map/{name}"] <= 1.0, name
+        assert out[f"test/map_pessimistic/{name}"] <= out[f"test/map/{name}"] <= out[f"test/map_optimistic/{name}"]
+    assert "test/map/neural_last_layer/32" not in out  # the last layer has only 16 units
+    assert "test/map/itq_pixels/32" not in out  # 20 pixel features: PCA-based methods stop at 20 bits
+    assert len(out["test/pr_curve/lsh_pixels/32/precision"]) == 33
+    # random/balanced draw only units that vary: 39 of 40 here
+    assert "test/map/neural_random/full" not in out
+
+
+def test_family_test_vs_train_and_last_layer_bits():
+    from activation_hash.metrics.families.retrieval import FAMILY, unit_order
+    codes = _codeset(np.random.default_rng(9))
+    out = FAMILY.compute(codes, retrieval={"protocol": "test_vs_train", "bits": [16], "units": ["last_layer"],
+                                           "baselines": [], "pr_curves": False})
+    assert out["test/retrieval_n_query"] == 200 and out["test/retrieval_db_size"] == 300
+    assert not any("pr_curve" in k for k in out)
+    direct_keep = np.zeros(40, bool)
+    direct_keep[24:] = True  # the last layer's 16 units: the whole layer at budget 16
+    from activation_hash.metrics.bits import select_bits
+    direct = rt.retrieval_metrics(select_bits(codes.test_codes, 40, direct_keep), codes.test_labels,
+                                  select_bits(codes.train_codes, 40, direct_keep), codes.train_labels, 16)
+    assert out["test/map/neural_last_layer/16"] == pytest.approx(direct.map)
+    # balanced: firing rates on the database closest to 0.5 first; the constant unit comes last
+    order = unit_order("balanced", codes, codes.test_codes, codes.train_codes, np.random.default_rng(0))
+    rates = np.unpackbits(codes.train_codes, axis=1, count=40).mean(axis=0)
+    assert order[-1] == 3 and np.all(np.diff(np.abs(rates[order] - 0.5)) >= 0)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"protocol": "bogus"}, "metrics.retrieval.protocol='bogus'"),
+    ({"bits": [0]}, "metrics.retrieval.bits"),
+    ({"bits": ["half"]}, "metrics.retrieval.bits"),
+    ({"units": ["best"]}, "metrics.retrieval.units"),
+    ({"baselines": ["sh"]}, "metrics.retrieval.baselines"),
+    ({"baseline_features": ["hog"]}, "metrics.retrieval.baseline_features"),
+    ({"top_k": [0]}, "metrics.retrieval.top_k"),
+    ({"queries_per_class": 0}, "metrics.retrieval.queries_per_class"),
+    ({"pr_curves": "maybe"}, "metrics.retrieval.pr_curves"),
+    ({"protcol": "split_1k"}, "unknown option"),
+])
+def test_family_bad_options(options, match):
+    from activation_hash.metrics.families.retrieval import check_options
+    with pytest.raises(ValueError, match=match.replace(".", r"\.").replace("[", r"\[")):
+        check_options(options)
+
+
+def test_family_split_1k_needs_enough_test_images_per_class():
+    from activation_hash.metrics.families.retrieval import FAMILY
+    with pytest.raises(ValueError, match="fewer than queries_per_class=100"):
+        FAMILY.compute(_codeset(np.random.default_rng(10)), retrieval={"protocol": "split_1k", "baselines": []})
