@@ -40,6 +40,7 @@ class NeuralCodeCallback(pl.Callback):
         self.metric_kwargs = _plain(metrics or {})
         diameter = self.metric_kwargs.pop("diameter", None) or {}
         self.diameter = diameter if diameter.get("enabled", False) else None
+        self._split_families()
         self.capture_last = capture_last
         self.memmap = memmap
         self.verbose = verbose
@@ -94,6 +95,7 @@ class NeuralCodeCallback(pl.Callback):
                                    **self.metric_kwargs)
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
+        metrics.update(self._family_metrics(dm, train, test))
         if self.diameter is not None:
             metrics.update(diameter_metrics(pl_module, dm.x_test, self.layers, self.diameter))
         elapsed = time.perf_counter() - started
@@ -122,6 +124,32 @@ class NeuralCodeCallback(pl.Callback):
         if self.verbose:
             _print_capture(epoch, metrics, elapsed)
         return rows
+
+    # Interim bridge until the core calls metrics.compute_families: registry families named in
+    # `metrics.which` that encoding_metrics does not know (e.g. `retrieval`) run here on the
+    # undropped codes, with their option blocks popped from the encoding keyword arguments.
+    def _split_families(self) -> None:
+        from activation_hash.metrics.encoding import WHICH
+        from activation_hash.metrics.registry import families, get
+        which = self.metric_kwargs.get("which", WHICH)
+        which = [which] if isinstance(which, str) else list(which)
+        self.families = [get(w) for w in which if w not in WHICH]
+        self.metric_kwargs["which"] = [w for w in which if w in WHICH]
+        options = {k for f in families().values() for k in f.options}
+        self.family_options = {k: self.metric_kwargs.pop(k) for k in options if k in self.metric_kwargs}
+
+    def _family_metrics(self, dm: Any, train: Any, test: Any) -> dict[str, Any]:
+        from activation_hash.metrics.registry import CodeSet
+        out: dict[str, Any] = {}
+        for family in self.families:
+            extras = {}
+            if "inputs" in family.needs and getattr(dm, "x_train", None) is not None:
+                extras = {f"{split}/inputs": x.reshape(x.shape[0], -1).cpu().numpy()
+                          for split, x in (("train", dm.x_train), ("test", dm.x_test))}
+            codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits, extras,
+                            tuple(train.layer_names), tuple(train.layer_units))
+            out.update(family.compute(codes, **{k: self.family_options.get(k, v) for k, v in family.options.items()}))
+        return out
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
         return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None

@@ -39,8 +39,9 @@ import numpy as np
 from .bits import check_packed, iter_chunks, rows_per_chunk
 
 BLOCK_BYTES = 256 * 2**20
-# Per (query, database item) while histogramming: int32 distance, int64 flat index, bool mask.
-_PAIR_BYTES = 13
+# Per (query, database item) while histogramming: int32 distance, int64 flat index and its
+# temporary, bool mask, with room for the selected indices.
+_PAIR_BYTES = 24
 TOP_K = (1000, 5000)
 
 
