@@ -295,3 +295,11 @@ def test_family_split_1k_small_test_sets_give_half_of_each_class():
     out = FAMILY.compute(_codeset(np.random.default_rng(10)), retrieval={"protocol": "split_1k", "baselines": []})
     assert out["test/retrieval_n_query"] == 5 * 20  # 40 test images per class: 20 queries each
     assert out["test/retrieval_db_from_test"] == 100 and out["test/retrieval_db_size"] == 400
+
+
+def test_family_returns_only_names_it_declares():
+    from activation_hash.metrics.families.retrieval import FAMILY, metric_names
+    opts = {"protocol": "split_1k", "bits": [8, 16, 32, "full"], "queries_per_class": 10, "top_k": [50, 5000]}
+    out = FAMILY.compute(_codeset(np.random.default_rng(11)), retrieval=opts)
+    assert set(out) <= set(metric_names(opts))
+    assert {"test/map", "test/map@1000", "test/map/itq_penultimate/64", "test/map/neural_all/full"} <= set(FAMILY.names)

@@ -176,13 +176,27 @@ def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, **fl
     return out
 
 
-_SUMMARY = ("map", "map_optimistic", "map_pessimistic", *(f"map@{k}" for k in TOP_K), "precision_r2",
-            "precision_r2_nonempty")
+_STATED = ("test/retrieval_n_query", "test/retrieval_db_size", "test/retrieval_db_from_test",
+           "test/retrieval_queries_no_relevant", "test/retrieval_full_bits")
+
+
+def metric_names(opts: Mapping[str, Any] = DEFAULTS) -> tuple[str, ...]:
+    """Every name the family may return under ``opts`` (budget names depend on the options)."""
+    opts = check_options(dict(opts))
+    summary = ("map", "map_optimistic", "map_pessimistic", *(f"map@{k}" for k in opts["top_k"]),
+               "precision_r2", "precision_r2_nonempty")
+    suffixes = [""] + [f"/neural_{u}/{b}" for u in opts["units"] for b in opts["bits"]]
+    suffixes += [f"/{m}_{f}/{b}" for m in opts["baselines"] for f in opts["baseline_features"]
+                 for b in opts["bits"] if b != "full"]
+    names = [f"test/{n}{s}" for s in suffixes for n in summary]
+    if opts["pr_curves"]:
+        names += [f"test/pr_curve{s}/{c}" for s in suffixes for c in ("precision", "recall")]
+    return (*_STATED, *names)
+
+
 FAMILY = MetricFamily(
     name="retrieval",
-    names=(*(f"test/{n}" for n in _SUMMARY), "test/pr_curve/precision", "test/pr_curve/recall",
-           "test/retrieval_n_query", "test/retrieval_db_size", "test/retrieval_db_from_test",
-           "test/retrieval_queries_no_relevant", "test/retrieval_full_bits"),
+    names=metric_names(),  # under the default options; see metric_names(options)
     compute=_compute,
     options={"retrieval": DEFAULTS},
     needs=("inputs", "penultimate"),
