@@ -49,7 +49,7 @@ UNITS = ("all", "last_layer", "random", "balanced")
 FEATURES = ("pixels", "penultimate")
 _EXTRA = {"pixels": "inputs", "penultimate": "penultimate"}
 DEFAULTS: dict[str, Any] = {
-    "protocol": "test_vs_train", "bits": [16, 32, 64, 128, "full"], "units": ["all", "last_layer", "random", "balanced"],
+    "protocol": "test_vs_train", "bits": [16, 32, 64, 128, "full"], "units": list(UNITS),
     "baselines": ["lsh", "itq", "pcah"], "baseline_features": ["pixels", "penultimate"],
     "top_k": list(TOP_K), "queries_per_class": 100, "seed": 0, "pr_curves": True,
 }
@@ -79,9 +79,9 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in top_k):
         raise bad("top_k", "a list of integers >= 1")
     opts["top_k"] = top_k
-    for key in ("queries_per_class", "seed"):
-        if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < (1 if key == "queries_per_class" else 0):
-            raise bad(key, "an integer >= 1" if key == "queries_per_class" else "an integer >= 0")
+    for key, minimum in (("queries_per_class", 1), ("seed", 0)):
+        if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < minimum:
+            raise bad(key, f"an integer >= {minimum}")
     if not isinstance(opts["pr_curves"], bool):
         raise bad("pr_curves", "true or false")
     return opts
