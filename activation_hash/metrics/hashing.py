@@ -15,9 +15,12 @@ Every hasher is fitted on the database features only (no labels) and encodes any
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 METHODS = ("lsh", "itq", "pcah")
 ITQ_ITERATIONS = 50
@@ -74,7 +77,9 @@ def fit_hasher(method: str, features: np.ndarray, n_bits: int, *, seed: int = 0,
 
 
 def fit_pca(features: np.ndarray, n_components: int, *, seed: int = 0) -> PCA:
-    """scikit-learn PCA (seeded, for its randomized solver when it picks one)."""
+    """scikit-learn PCA (seeded, for its randomized solver when it picks one); imported here so
+    that discovering the metric families does not import scikit-learn."""
+    from sklearn.decomposition import PCA
     return PCA(n_components=n_components, random_state=seed).fit(np.asarray(features, dtype=np.float64))
 
 
