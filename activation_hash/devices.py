@@ -36,3 +36,29 @@ def assign_devices(accelerator: str, devices: object, job_num: int, parallel_job
     if gpu_count > 0 and accelerator in ("auto", "gpu", "cuda"):
         return Placement("gpu", [job_num % gpu_count], None)
     return Placement("cpu", 1, max(1, cpu_count // parallel_jobs))
+
+
+def metrics_device(requested: object, module_device: torch.device) -> torch.device | None:
+    """The torch device for the metrics' K-NN GEMM, or None for faiss on the CPU.
+
+    `metrics.device`: auto = the trainer's device (a GPU run scores its codes on that GPU, a CPU
+    run uses faiss), cpu, or a torch device string such as cuda:1."""
+    if requested in (None, "auto"):
+        return module_device if module_device.type != "cpu" else None
+    device = check_metrics_device(requested)
+    return None if device.type == "cpu" else device
+
+
+def check_metrics_device(requested: object) -> torch.device:
+    """Fail before training on a metrics.device this machine cannot use."""
+    try:
+        device = torch.device(str(requested))
+    except (RuntimeError, TypeError):
+        raise ValueError(f"metrics.device={requested!r}: allowed auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"metrics.device={requested!r}: no CUDA device on this machine; use auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"metrics.device={requested!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"metrics.device={requested!r}: allowed auto, cpu, cuda, cuda:N")
+    return device

@@ -31,12 +31,13 @@ from omegaconf import DictConfig, OmegaConf
 import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.codes.capture import describe_units, parse_layers
+from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, assign_devices, available_cpus
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.summary import print_summary
-from activation_hash.validate import check_against_data, check_config, resolve_steps_per_call
+from activation_hash.validate import check_against_data, check_config
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +60,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
     datamodule.setup("fit")
-    check_against_data(cfg, len(datamodule.y_train))
-    net = instantiate(cfg.model)(input_shape=tuple(datamodule.input_shape), num_classes=datamodule.num_classes)
-    units = describe_units(net, datamodule.input_shape)
+    data = describe_data(datamodule)
+    check_against_data(cfg, data.n_train)
+    net = instantiate(cfg.model)(input_shape=data.input_shape, num_classes=data.num_classes)
+    units = describe_units(net, data.input_shape)
     chosen = parse_layers(cfg.codes.layers, len(units))  # bad layer selections fail here, not mid-training
     log.info("%d ReLU layers, %d units per input (%s); the code uses %d bits", len(units), sum(n for _, n in units),
              ", ".join(f"{name}: {n}" for name, n in units[:8]) + (", ..." if len(units) > 8 else ""),
              sum(units[i][1] for i in chosen))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    steps_per_call = resolve_steps_per_call(cfg.get("steps_per_call", "auto"), cfg.trainer, datamodule)
-    # Lightning refuses Trainer(gradient_clip_val) with the manual optimization of fused steps: the module clips
-    clipping = {key: cfg.trainer.get(key) for key in ("gradient_clip_val", "gradient_clip_algorithm")}
-    fused = steps_per_call > 1
-    module = Classifier(net, datamodule.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler,
-                        steps_per_call=steps_per_call, **(clipping if fused else {}))
+    module = Classifier(net, data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
     placement = _placement(cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(out / "meta.json", _meta(units, placement))
 
-    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics)
+    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
+                               data=data)
     progress = _progress_mode(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress)]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
@@ -89,8 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
-                                      enable_progress_bar=progress != "none",
-                                      **({key: None for key in clipping} if fused else {}))
+                                      enable_progress_bar=progress != "none")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -120,7 +118,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 # Keys that do not change what a run computes: a finished run is reused whatever their values.
 _NOT_RESULT_KEYS = ("progress_bar", "skip_finished", "output_root", "output_dir", "logger", "codes.verbose",
                     "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags",
-                    "steps_per_call",  # fused optimizer steps train exactly as single ones
                     "grid")  # the experiment's table of grids; the values this run took from it are in its other keys
 
 

@@ -172,3 +172,28 @@ def test_custom_adapter_builds_and_modularizes() -> None:
     assert isinstance(plain, Outside)
     with pytest.raises(ValueError, match="no ReLU-like modules"):
         describe_units(plain, (1, 2, 2))
+
+
+def test_code_units_survive_tracing_and_record_the_sign_of_their_input() -> None:
+    from activation_hash.codes.capture import CodeRecorder
+    from activation_hash.codes.fx import modularize_relus
+    from activation_hash.codes.units import CodeUnit
+
+    class Latent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden, self.latent, self.latent_code, self.head = nn.Linear(4, 5), nn.Linear(5, 3), CodeUnit(), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(self.latent_code(self.latent(F.relu(self.hidden(x)))))
+
+    torch.manual_seed(0)
+    net = Latent()
+    traced = modularize_relus(net)
+    x = torch.randn(64, 4)
+    with CodeRecorder(traced) as rec:
+        traced(x)
+        bits = rec.take()
+    assert rec.layer_names == ["relu", "latent_code"] and rec.layer_units == [5, 3]
+    z = net.latent(F.relu(net.hidden(x)))
+    assert torch.equal(bits[:, 5:], z > 0) and torch.equal(bits[:, :5], net.hidden(x) > 0)

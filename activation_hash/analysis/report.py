@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
 from activation_hash.analysis.figures import Recipe, label, render
+from activation_hash.analysis.retrieval_figures import retrieval_section
 from activation_hash.analysis.phase import REGIMES, PhaseChart, PhaseRule, classify, plot_phase
 from activation_hash.analysis.select import (Skip, display, matches, natural_order, seed_columns, setting_columns,
                                              varying)
@@ -117,11 +118,14 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
             table_lines += [result.markdown] + _notes(result.notes)
     lines += ["## Figures\n"] + (figure_lines or ["No figure recipe applies to this table.\n"])
     lines += ["## Tables\n"] + (table_lines or ["No table recipe applies to this table.\n"])
+    retrieval_cfg = OmegaConf.to_container(cfg.retrieval, resolve=True) if "retrieval" in cfg else None
+    lines += retrieval_section(plotted, retrieval_cfg, out, _write_png, dpi, skipped)
     lines += _phase_section(plotted, rule, charts, labels, ignore, out, dpi, skipped)
 
     lines.append("## Skipped\n")
     lines += [f"- `{name}`: {why}" for name, why in skipped] or ["Nothing was skipped."]
     covered = {s for r in recipes for s in ([r.study] if isinstance(r.study, str) else r.study or [])}
+    covered |= {retrieval_cfg.get("study", "retrieval")} if retrieval_cfg else set()
     if "study" in table.columns:
         uncovered = [s for s in natural_order(table["study"].dropna().unique()) if s not in covered]
         if uncovered:

@@ -23,8 +23,13 @@ from activation_hash.codes.capture import parse_layers, describe_units
 from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
+from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
-from activation_hash.metrics import encoding_metrics
+from activation_hash.data.protocol import DataInfo
+from activation_hash.devices import metrics_device
+from activation_hash.data.protocol import describe as describe_data
+from activation_hash.metrics import WHICH, compute_families
+from activation_hash.metrics.registry import CodeSet, families
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +37,23 @@ log = logging.getLogger(__name__)
 class NeuralCodeCallback(pl.Callback):
     def __init__(self, epochs: Any = "log", layers: Any = "all", save: bool = False,
                  out_dir: str | Path = ".", metrics: Mapping[str, Any] | None = None,
-                 capture_last: bool = True, memmap: bool = False, verbose: bool = True):
+                 capture_last: bool = True, memmap: bool = False, verbose: bool = True,
+                 data: DataInfo | None = None):
         self.spec = epochs
         self.layer_spec = layers
         self.save = save
         self.out_dir = Path(out_dir)
         self.metric_kwargs = _plain(metrics or {})
         diameter = self.metric_kwargs.pop("diameter", None) or {}
+        self.device_request = self.metric_kwargs.pop("device", "auto")
+        # sections of registered network probes (metrics.<probe>.*) go to the probes, not the metrics
+        self.probe_cfg = {name: self.metric_kwargs.pop(name) for name in probes() if name in self.metric_kwargs}
+        self.probes: dict[str, dict[str, Any]] = {}
         self.diameter = diameter if diameter.get("enabled", False) else None
         self.capture_last = capture_last
         self.memmap = memmap
         self.verbose = verbose
+        self.data = data  # read from trainer.datamodule at setup when not given
         self.epochs: list[int] = []
         self.records: list[dict[str, Any]] = []
         self._done: set[int] = set()
@@ -53,7 +64,10 @@ class NeuralCodeCallback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.epochs = capture_epochs(self.spec, trainer.max_epochs)
-        self.units = describe_units(pl_module, trainer.datamodule.input_shape)
+        if self.data is None:
+            self.data = describe_data(trainer.datamodule)
+        self.units = describe_units(pl_module, self.data.input_shape)
+        self.probes = enabled_probes(self.probe_cfg, self.data.input_shape)
         self.layers = parse_layers(self.layer_spec, len(self.units))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -64,6 +78,12 @@ class NeuralCodeCallback(pl.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
             self.capture(trainer, pl_module, epoch=epoch)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # trainer.max_epochs=0 (analyse the network at initialization): Lightning skips the
+        # training loop and its hooks, so epoch 0 is captured here
+        if 0 in self.epochs and 0 not in self._done:
+            self.capture(trainer, pl_module, epoch=0)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch  # epochs completed when training stopped
@@ -82,22 +102,32 @@ class NeuralCodeCallback(pl.Callback):
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int,
                  reason: str) -> list[dict[str, Any]]:
         started = time.perf_counter()
-        dm = trainer.datamodule
-        loaders = dm.eval_loaders()
-        sizes = {"train": len(dm.y_train), "test": len(dm.y_test)}
+        data = self.data
+        loaders = data.eval_loaders()
+        sizes = {"train": data.n_train, "test": data.n_test}
         splits = {}
         for split, loader in loaders.items():
             splits[split] = collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
-                                          memmap_path=self._memmap_path(epoch, split))
+                                          memmap_path=self._memmap_path(epoch, split), extras=self._extras())
         train, test = splits["train"], splits["test"]
-        metrics = encoding_metrics(train.codes, train.labels, test.codes, test.labels, train.n_bits,
-                                   **self.metric_kwargs)
+        codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits,
+                        extras={f"{s}/{k}": v for s, part in splits.items() for k, v in part.extras.items()},
+                        layer_names=tuple(train.layer_names), layer_units=tuple(train.layer_units))
+        metrics = compute_families(codes, which=self.metric_kwargs.get("which", WHICH),
+                                   options={k: v for k, v in self.metric_kwargs.items() if k != "which"},
+                                   device=metrics_device(self.device_request, pl_module.device))
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
         if self.diameter is not None:
-            metrics.update(diameter_metrics(pl_module, dm.x_test, self.layers, self.diameter))
+            x_test, _ = data.test_batch(int(self.diameter.get("n_samples", 600)), pl_module.device)
+            metrics.update(diameter_metrics(pl_module, x_test, self.layers, self.diameter))
+        dead = metrics.get("n_bits_used") == 0
+        if dead:  # every unit constant: no code to score, whatever the metrics say of 0-bit codes
+            metrics = {k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}
+        if self.probes:
+            metrics.update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))
         elapsed = time.perf_counter() - started
-        common = {"epoch": epoch, "step": trainer.global_step, "reason": reason,
+        common = {"epoch": epoch, "dead_network": dead, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
                   "capture_seconds": round(elapsed, 3)}
         rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
@@ -106,8 +136,8 @@ class NeuralCodeCallback(pl.Callback):
         self._write_jsonl()
         if self.save:
             extra = {}
-            if getattr(dm, "y_train_clean", None) is not None:
-                extra["train_clean_labels"] = dm.y_train_clean.cpu().numpy()
+            if (clean := data.train_clean_labels) is not None:
+                extra["train_clean_labels"] = clean
             save_codes(codes_path(self.out_dir / "codes", epoch), train_codes=train.codes,
                        test_codes=test.codes, train_labels=train.labels, test_labels=test.labels,
                        n_bits=train.n_bits, epoch=epoch, layer_names=train.layer_names,
@@ -120,8 +150,14 @@ class NeuralCodeCallback(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=trainer.global_step)
         if self.verbose:
-            _print_capture(epoch, metrics, elapsed)
+            _print_capture(epoch, metrics, elapsed, dead)
         return rows
+
+    def _extras(self) -> list[str]:
+        """The per-sample arrays the selected metric families need (see registry.EXTRAS)."""
+        known = families()
+        return sorted({need for name in self.metric_kwargs.get("which", WHICH) if name in known
+                       for need in known[name].needs})
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
         return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None
@@ -140,8 +176,14 @@ _SHORT = [("train/redundancy", "red.tr"), ("test/redundancy", "red.te"), ("test/
           ("test/knn_acc", "knn"), ("test/logreg_acc", "logreg"), ("test/net_acc", "net")]
 
 
-def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float) -> None:
+def _kept_when_dead(key: str) -> bool:
+    return "/" not in key or key.split("/", 1)[1] in ("n", "net_acc", "net_loss")
+
+
+def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float, dead: bool = False) -> None:
     from rich import get_console
-    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if key in metrics]
+    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if metrics.get(key) is not None]
+    if dead:
+        parts.insert(0, "[red]dead network: every unit is constant over train+test, no code to score[/]")
     get_console().print(f"[bold]epoch {epoch:>3}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
                         soft_wrap=True, highlight=False)

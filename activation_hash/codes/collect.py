@@ -23,13 +23,18 @@ class SplitCodes:
     acc: float                   # the network's own accuracy on this split
     layer_names: list[str] = field(default_factory=list)
     layer_units: list[int] = field(default_factory=list)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, ...) float32, see EXTRAS
 
 
 @torch.inference_mode()
 def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                   layers: Sequence[int] | None = None, num_samples: int | None = None,
-                  memmap_path: str | Path | None = None) -> SplitCodes:
+                  memmap_path: str | Path | None = None, extras: Sequence[str] = ()) -> SplitCodes:
     """Codes of every sample the loader yields, in order.
+
+    `extras` (names from `activation_hash.metrics.registry.EXTRAS`): per-sample arrays collected in
+    the same pass: `inputs` (flattened), `penultimate` (the input of the last `nn.Linear` the
+    network registers) and `logits`, as float32.
 
     With `num_samples` known the packed codes go straight into one preallocated array (a
     memory-mapped .npy file when `memmap_path` is given, for codes larger than RAM); only
@@ -44,11 +49,17 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in extras}
+    hook = _penultimate_hook(model, kept) if "penultimate" in kept else None
     try:
         with CodeRecorder(model, layers) as rec:
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 logits = model(x)
+                if "inputs" in kept:
+                    kept["inputs"].append(x.flatten(1).float().cpu().numpy())
+                if "logits" in kept:
+                    kept["logits"].append(logits.float().cpu().numpy())
                 bits = rec.take()
                 n_bits = bits.shape[1]
                 packed = pack_bits(bits).cpu().numpy()
@@ -65,6 +76,8 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
             names, units = rec.layer_names, rec.layer_units
     finally:
         model.train(was_training)
+        if hook is not None:
+            hook.remove()
     if n == 0:
         raise ValueError("the loader yielded no samples; cannot capture codes of an empty split")
     if num_samples is not None and n != num_samples:
@@ -72,7 +85,19 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
     codes = out if out is not None else np.concatenate(chunks)
     return SplitCodes(codes=codes, labels=torch.cat(labels).numpy().astype(np.int64), n_bits=n_bits,
                       loss=float(loss_sum) / n, acc=float(correct) / n,
-                      layer_names=list(names), layer_units=list(units))
+                      layer_names=list(names), layer_units=list(units),
+                      extras={name: np.concatenate(parts) for name, parts in kept.items()})
+
+
+def _penultimate_hook(model: nn.Module, kept: dict[str, list[np.ndarray]]):
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear: a metric family asked for penultimate features "
+                         "(the input of the last nn.Linear)")
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        kept["penultimate"].append(args[0].detach().flatten(1).float().cpu().numpy())
+    return linears[-1].register_forward_pre_hook(hook)
 
 
 def _allocate(n: int, width: int, memmap_path: str | Path | None) -> np.ndarray:

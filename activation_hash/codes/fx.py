@@ -37,6 +37,8 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
+from activation_hash.codes.units import CodeUnit
+
 
 class UntraceableModelError(RuntimeError):
     """torch.fx could not trace the model, so its functional ReLU calls cannot be replaced."""
@@ -123,10 +125,18 @@ def _exists(root: nn.Module, path: str) -> bool:
     return True
 
 
+class _KeepCodeUnits(fx.Tracer):
+    """The default tracer inlines user modules; a CodeUnit must stay a module so it is recorded."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, CodeUnit) or super().is_leaf_module(m, module_qualified_name)
+
+
 def modularize_relus(model: nn.Module) -> fx.GraphModule:
-    """Trace `model` and give every functional ReLU-like call site its own module (see module doc)."""
+    """Trace `model` and give every functional ReLU-like call site its own module (see module doc).
+    `CodeUnit` modules are kept as they are."""
     try:
-        traced = fx.symbolic_trace(model)
+        traced = fx.GraphModule(model, _KeepCodeUnits().trace(model), type(model).__name__)
     except Exception as exc:
         cls = type(model).__name__
         raise UntraceableModelError(

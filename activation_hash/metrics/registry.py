@@ -94,6 +94,11 @@ def register(family: MetricFamily) -> MetricFamily:
     return family
 
 
+def unregister(name: str) -> None:
+    """Remove a registered family (tests, interactive sessions); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
 def load_plugins(modules: Iterable[str]) -> None:
     """Import user modules that define ``FAMILY`` (``metrics.plugins``) and register them."""
     for name in modules:

@@ -6,7 +6,7 @@ from activation_hash.models.mlp import MLP, hidden_widths
 from activation_hash.models.resnet import ResNet
 from activation_hash.models.resnext import ResNeXt
 from activation_hash.models.vgg import VGG
-from activation_hash.models.zoo import ARCHITECTURES, build, custom
+from activation_hash.models.zoo import CNN_ZOO, build, custom
 
-__all__ = ["ARCHITECTURES", "MLP", "VGG", "Classifier", "DenseNet", "NonFiniteLossError", "ResNeXt", "ResNet",
+__all__ = ["CNN_ZOO", "MLP", "VGG", "Classifier", "DenseNet", "NonFiniteLossError", "ResNeXt", "ResNet",
            "build", "custom", "hidden_widths"]

@@ -1,7 +1,8 @@
 """The architectures by name, and an adapter for bringing your own network.
 
 `build("resnet20", (3, 32, 32), 10, base_width=8)` builds an architecture of He et al. (2021,
-Tables 3–4) with the defaults of its `conf/model/<name>.yaml`, options overriding them.
+Tables 3–4) from its `conf/model/<name>.yaml` (the one registry of architectures), options
+overriding the file's values.
 
 `custom(...)` is the target of `conf/model/custom.yaml`: it calls any network factory (a class or
 function given by Hydra `_target_` with `_partial_: true`), passes it the data's number of classes
@@ -11,35 +12,29 @@ and by default traces it with `modularize_relus` so functional `F.relu` calls be
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from activation_hash.codes.fx import modularize_relus
-from activation_hash.models.densenet import DenseNet
-from activation_hash.models.resnet import ResNet
-from activation_hash.models.resnext import ResNeXt
-from activation_hash.models.vgg import VGG
 
 Factory = Callable[..., nn.Module]
 
-# name -> factory(input_shape, num_classes, **options); defaults equal conf/model/<name>.yaml
-ARCHITECTURES: dict[str, Factory] = {
-    "vgg16": functools.partial(VGG, depth=16),
-    "vgg19": functools.partial(VGG, depth=19),
-    "resnet18": functools.partial(ResNet, num_blocks=(2, 2, 2, 2), base_width=64, shortcut="B"),
-    "resnet20": functools.partial(ResNet, num_blocks=(3, 3, 3), base_width=16, shortcut="A"),
-    "resnet32": functools.partial(ResNet, num_blocks=(5, 5, 5), base_width=16, shortcut="A"),
-    "resnext": functools.partial(ResNeXt, cardinality=8, bottleneck_width=64),
-    "densenet": functools.partial(DenseNet, depth=100, growth_rate=12),
-}
+MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+CNN_ZOO = ("vgg16", "vgg19", "resnet18", "resnet20", "resnet32", "resnext", "densenet")
 
 
 def build(name: str, input_shape: Sequence[int], num_classes: int, **options: object) -> nn.Module:
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name](input_shape, num_classes, **options)
+    """The network of `conf/model/<name>.yaml` (e.g. `tiny/vgg19`), options overriding its keys."""
+    path = MODEL_CONF / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(str(p.relative_to(MODEL_CONF).with_suffix("")) for p in MODEL_CONF.rglob("*.yaml"))
+        raise ValueError(f"model={name!r}: no conf/model/{name}.yaml; choose one of {known}")
+    cfg = OmegaConf.merge(OmegaConf.load(path), options)
+    return instantiate(cfg)(input_shape=tuple(input_shape), num_classes=num_classes)
 
 
 def custom(input_shape: Sequence[int], num_classes: int, network: Factory | nn.Module,

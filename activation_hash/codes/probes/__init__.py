@@ -18,10 +18,15 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
 class ProbeData(Protocol):
+    out_dir: Path                 # the run directory (write files atomically: activation_hash.atomic)
+    epoch: int                    # the capture's epoch
+    input_shape: tuple[int, ...]
+
     def test_batch(self, n: int) -> tuple[Any, Any]:
         """The first ``n`` test inputs and labels as tensors on the model's device."""
 
@@ -34,6 +39,8 @@ class NetworkProbe:
     compute: Callable[..., dict[str, Any]]
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # for `metrics.<name>.enabled: auto`: input_shape -> whether to run (e.g. 2-D inputs only)
+    auto: Callable[[tuple[int, ...]], bool] | None = None
 
 
 _REGISTRY: dict[str, NetworkProbe] = {}
@@ -48,6 +55,11 @@ def register(probe: NetworkProbe) -> NetworkProbe:
     return probe
 
 
+def unregister(name: str) -> None:
+    """Remove a registered probe (tests, interactive sessions); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
 def probes() -> dict[str, NetworkProbe]:
     global _DISCOVERED
     if not _DISCOVERED:
@@ -58,3 +70,45 @@ def probes() -> dict[str, NetworkProbe]:
                     register(probe)
         _DISCOVERED = True
     return dict(_REGISTRY)
+
+
+class _ProbeData:
+    """What a probe sees of the data and the run: the first test samples, the run dir, the epoch."""
+
+    def __init__(self, info: Any, device: Any, out_dir: Path, epoch: int):
+        self._info, self._device = info, device
+        self.out_dir, self.epoch = Path(out_dir), int(epoch)
+        self.input_shape = tuple(info.input_shape)
+
+    def test_batch(self, n: int) -> tuple[Any, Any]:
+        return self._info.test_batch(int(n), self._device)
+
+
+def enabled_probes(metrics_cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """{probe name: its options} for every registered probe whose `metrics.<name>.enabled` is true
+    (or `auto` and the probe's `auto(input_shape)` says yes). Unknown option keys are errors."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for name, probe in probes().items():
+        section = dict(metrics_cfg.get(name) or {})
+        enabled = section.pop("enabled", False)
+        if enabled == "auto":
+            enabled = bool(probe.auto(input_shape)) if probe.auto is not None else False
+        if enabled not in (True, False):
+            raise ValueError(f"metrics.{name}.enabled={enabled!r}: allowed true, false"
+                             + (", auto" if probe.auto is not None else ""))
+        unknown = sorted(set(section) - set(probe.options))
+        if unknown:
+            raise ValueError(f"metrics.{name}: unknown option(s) {unknown}; allowed: {sorted(probe.options)}")
+        if enabled:
+            chosen[name] = {**probe.options, **section}
+    return chosen
+
+
+def run_probes(model: Any, info: Any, layers: list[int] | None, chosen: Mapping[str, Mapping[str, Any]],
+               out_dir: Path, epoch: int) -> dict[str, Any]:
+    """Run the chosen probes (see `enabled_probes`) on `model` at a capture; their metrics merged."""
+    data = _ProbeData(info, next(model.parameters()).device, out_dir, epoch)
+    out: dict[str, Any] = {}
+    for name, options in chosen.items():
+        out.update(probes()[name].compute(model, data, layers, **options))
+    return out
