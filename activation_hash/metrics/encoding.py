@@ -23,6 +23,7 @@ Memory: see each family's module; nothing builds an unpacked n x n_bits array be
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,7 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
         kept, n_used = codes, codes.n_bits
         if drop and any(f.drop_constant for f in selected):
             train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits)
-            kept = CodeSet(train, codes.train_labels, test, codes.test_labels, n_used, codes.extras)
+            kept = replace(codes, train_codes=train, test_codes=test, n_bits=n_used)  # layer names kept
         out: dict[str, Any] = {"n_bits": codes.n_bits, "n_bits_used": n_used,
                                "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0])}
         dead = n_used == 0
