@@ -29,6 +29,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"optimizer.weight_decay={wd!r}: must be >= 0")
     if cfg.metrics.get("device", "auto") != "auto":
         check_metrics_device(cfg.metrics.device)
+    from omegaconf import OmegaConf
+
+    from activation_hash.metrics import WHICH, validate_options
+    metrics = OmegaConf.to_container(cfg.metrics, resolve=True)
+    validate_options(metrics.get("which", WHICH), metrics)  # metric families' options, before training
     k = cfg.metrics.get("knn_k")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"metrics.knn_k={k!r}: must be an int >= 1")
