@@ -143,7 +143,7 @@ class NeuralCodeCallback(pl.Callback):
         out: dict[str, Any] = {}
         for family in self.families:
             extras = {}
-            if "inputs" in family.needs and getattr(dm, "x_train", None) is not None:
+            if "inputs" in (*family.needs, *family.wants) and getattr(dm, "x_train", None) is not None:
                 extras = {f"{split}/inputs": x.reshape(x.shape[0], -1).cpu().numpy()
                           for split, x in (("train", dm.x_train), ("test", dm.x_test))}
             codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits, extras,
