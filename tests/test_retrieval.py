@@ -303,3 +303,14 @@ def test_family_returns_only_names_it_declares():
     out = FAMILY.compute(_codeset(np.random.default_rng(11)), retrieval=opts)
     assert set(out) <= set(metric_names(opts))
     assert {"test/map", "test/map@1000", "test/map/itq_penultimate/64", "test/map/neural_all/full"} <= set(FAMILY.names)
+
+
+def test_family_runs_on_codes_without_extras():
+    """A codes file carries no inputs/penultimate: the baselines are skipped, nothing else."""
+    from dataclasses import replace
+    from activation_hash.metrics.families.retrieval import FAMILY
+    assert FAMILY.needs == () and set(FAMILY.wants) == {"inputs", "penultimate"}
+    codes = replace(_codeset(np.random.default_rng(12)), extras={})
+    out = FAMILY.compute(codes, retrieval={"bits": [16]})
+    assert "test/map" in out and "test/map/neural_all/16" in out
+    assert not any("lsh" in k or "itq" in k or "pcah" in k for k in out)

@@ -154,10 +154,10 @@ class NeuralCodeCallback(pl.Callback):
         return rows
 
     def _extras(self) -> list[str]:
-        """The per-sample arrays the selected metric families need (see registry.EXTRAS)."""
+        """The per-sample arrays the selected metric families need or want (see registry.EXTRAS)."""
         known = families()
         return sorted({need for name in self.metric_kwargs.get("which", WHICH) if name in known
-                       for need in known[name].needs})
+                       for need in (*known[name].needs, *getattr(known[name], "wants", ()))})
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
         return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None

@@ -57,7 +57,7 @@ class CodeSet:
 class MetricFamily:
     """``compute(codes, **options) -> {metric name: value}``; ``names`` lists every name it may
     return (stable, namespaced, e.g. ``test/knn_acc``); ``options`` maps the option names it reads
-    from ``metrics.*`` to their defaults; ``needs`` the extras it uses (names from ``EXTRAS``);
+    from ``metrics.*`` to their defaults; ``needs`` the extras it requires (names from ``EXTRAS``), ``wants`` those it uses when present;
     ``drop_constant``: whether it gets the codes after constant units are dropped (the paper's
     metrics) or all units; ``check(options)``: raises ValueError (``metrics.<key>=value: what
     is allowed``) on a bad value, beyond the type check against each default that every option
@@ -72,6 +72,9 @@ class MetricFamily:
     needs: tuple[str, ...] = ()
     drop_constant: bool = True
     description: str = ""
+    # Extras the family uses when the codes carry them (the capture provides them as for
+    # ``needs``) but can do without, e.g. on a codes file: they are never required.
+    wants: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
     needs_bits: bool = True
 
@@ -87,7 +90,7 @@ def register(family: MetricFamily) -> MetricFamily:
     known = _REGISTRY.get(family.name)
     if known is not None and known is not family and known.compute is not family.compute:
         raise ValueError(f"metric family {family.name!r} is already registered (by {known.compute.__module__})")
-    unknown = [n for n in family.needs if n not in EXTRAS]
+    unknown = [n for n in (*family.needs, *family.wants) if n not in EXTRAS]
     if unknown:
         raise ValueError(f"metric family {family.name!r} needs unknown extras {unknown}; allowed: {list(EXTRAS)}")
     _REGISTRY[family.name] = family

@@ -34,6 +34,7 @@ state what was measured.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -194,13 +195,22 @@ def metric_names(opts: Mapping[str, Any] = DEFAULTS) -> tuple[str, ...]:
     return (*_STATED, *names)
 
 
+def _check(options: Mapping[str, Any]) -> None:
+    check_options(dict(options.get("retrieval") or {}))
+
+
+# Baselines use the inputs / penultimate features when the capture provides them and are skipped
+# otherwise (a codes file has none): they are `wants`, not `needs`. `check` validates the options
+# before training where the registry has that field.
+_FIELDS = {f.name for f in fields(MetricFamily)}
+_OPTIONAL = {"wants": ("inputs", "penultimate"), "check": _check}
 FAMILY = MetricFamily(
     name="retrieval",
     names=metric_names(),  # under the default options; see metric_names(options)
     compute=_compute,
     options={"retrieval": DEFAULTS},
-    needs=("inputs", "penultimate"),
     drop_constant=False,  # unit selections index the captured layers (CodeSet.layer_units)
     description="Hamming-ranking retrieval: tie-aware mAP, mAP@R, radius-2 precision, PR curves; "
                 "neural codes at bit budgets vs LSH / PCAH / PCA-ITQ (names with /<method>/<bits>)",
+    **{k: v for k, v in _OPTIONAL.items() if k in _FIELDS},
 )
