@@ -500,7 +500,8 @@ def test_evaluate_main_writes_json_beside_codes(digits: dict, tmp_path: Path,
     np.savez(path, **arrays, n_bits=np.int64(96), epoch=np.int64(3))  # unknown keys are ignored
     assert evaluate.main([str(path), "--k", "5"]) == 0
     written = json.loads((tmp_path / "epoch=0003.metrics.json").read_text())
-    assert written == pytest.approx(_metrics(digits, knn_k=5))
+    paper = _metrics(digits, knn_k=5)
+    assert {k: written[k] for k in paper} == pytest.approx(paper)  # plus any other family the file allows
     assert "test/knn_acc" in capsys.readouterr().out
     out = tmp_path / "custom.json"
     assert evaluate.main([str(path), "--no-drop-constant", "--json", str(out), "--which", "redundancy"]) == 0
@@ -524,7 +525,7 @@ def test_evaluate_module_runs_as_script(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     written = json.loads((tmp_path / "codes.metrics.json").read_text())
-    assert tuple(written) == METRIC_NAMES and written["n_bits_used"] == 22
+    assert tuple(written)[:len(METRIC_NAMES)] == METRIC_NAMES and written["n_bits_used"] == 22
 
 
 def test_evaluate_errors_name_the_problem(digits: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -559,7 +560,7 @@ def test_evaluate_picks_up_a_new_family(digits: dict, tmp_path: Path, monkeypatc
                                                      "test/penultimate": np.full((597, 3), 2, np.float32)})
     assert evaluate.main([str(path), "--which", "redundancy,penultimate_mean"]) == 0
     assert json.loads(path.with_suffix(".metrics.json").read_text())["test/penultimate_mean"] == 2.0
-    assert evaluate.default_which({"train/penultimate", "test/penultimate"})[-1] == "penultimate_mean"
+    assert "penultimate_mean" in evaluate.default_which({"train/penultimate", "test/penultimate"})
     assert "penultimate_mean" not in evaluate.default_which(set())
 
 
