@@ -229,3 +229,45 @@ def test_config_builds_each_variant_and_rejects_bad_values():
     cfg = compose_config(["model=binary_encoding", "model@model.backbone=tiny/resnet18", "model.backbone.activation=tanh"])
     with pytest.raises(ValueError, match="model.backbone.activation=tanh"):
         instantiate(cfg.model)(input_shape=(3, 8, 8), num_classes=10)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_flip_crop_shifts_or_flips_each_sample_and_loader_applies_it_to_training_batches_only():
+    from activation_hash.data.augment import flip_crop, make_augment
+    from activation_hash.data.tensor_loader import TensorBatchLoader
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6) + 1
+    out = flip_crop(x, np.random.default_rng(0), pad=2)
+    assert out.shape == x.shape
+    for a, b in zip(x, out):  # every output is a (possibly flipped) shifted window of the zero-padded input
+        padded = nn.functional.pad(torch.stack([a, a.flip(2)]), (2, 2, 2, 2))
+        assert any(torch.equal(padded[f, :, i:i + 6, j:j + 6], b) for f in range(2) for i in range(5) for j in range(5))
+    y = torch.zeros(2, dtype=torch.long)
+    plain = next(iter(TensorBatchLoader(x, y, 2)))[0]
+    augmented = [next(iter(TensorBatchLoader(x, y, 2, seed=s, augment=make_augment("flip_crop"))))[0] for s in (1, 1)]
+    assert torch.equal(plain, x) and torch.equal(*augmented)
+    with pytest.raises(ValueError, match="data.augment=jitter: allowed"):
+        make_augment("jitter")
+
+
+# ---------------------------------------------------------------- report section
+
+
+def test_latent_histogram_section_draws_first_and_last_capture_per_arm(tmp_path):
+    import json as _json
+
+    from activation_hash.analysis.binary_encoding_figures import histogram_rows, latent_histograms
+    hist = _json.dumps([[1, 5, 1], [2, 2, 2]])
+    edges = _json.dumps([[0, 1, 2, 3], [0, 1, 2, 3]])
+    rows = [{"study": "binary_encoding", "model.variant": v, "seed": s, "run_dir": f"{v}{s}", "epoch": e,
+             "test/latent_hist_counts": hist if v != "no_pen" else None,
+             "test/latent_hist_edges": edges if v != "no_pen" else None}
+            for v in ("bin_enc", "no_pen") for s in (0, 1) for e in (0, 5, 10)]
+    table = pd_table = __import__("pandas").DataFrame(rows)
+    picked = histogram_rows(pd_table)
+    assert list(picked["epoch"]) == [0, 10] and set(picked["run_dir"]) == {"bin_enc0"}
+    written = []
+    lines = latent_histograms(table, tmp_path, 50, lambda fig, path, dpi: written.append(path))
+    assert written == [tmp_path / "latent_histograms.png"] and "latent histograms" in lines[0]
+    assert latent_histograms(table.assign(study="other"), tmp_path, 50, None) == []

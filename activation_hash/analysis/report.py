@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
+from activation_hash.analysis.binary_encoding_figures import latent_histograms
 from activation_hash.analysis.figures import Recipe, label, render
 from activation_hash.analysis.phase import REGIMES, PhaseChart, PhaseRule, classify, plot_phase
 from activation_hash.analysis.select import (Skip, display, matches, natural_order, seed_columns, setting_columns,
@@ -118,6 +119,7 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     lines += ["## Figures\n"] + (figure_lines or ["No figure recipe applies to this table.\n"])
     lines += ["## Tables\n"] + (table_lines or ["No table recipe applies to this table.\n"])
     lines += _phase_section(plotted, rule, charts, labels, ignore, out, dpi, skipped)
+    lines += latent_histograms(plotted, out, dpi, _write_png)  # binary-encoding study only
 
     lines.append("## Skipped\n")
     lines += [f"- `{name}`: {why}" for name, why in skipped] or ["Nothing was skipped."]
