@@ -25,30 +25,31 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from activation_hash import evaluate
 from activation_hash.metrics import (
-    thread_limit,
     METRIC_NAMES,
+    CodeSet,
     bits,
     check_packed,
+    compute_families,
     drop_constant_bits,
     encoding_metrics,
     hamming_distances,
     hungarian_accuracy,
     kmeans_accuracy,
     kmeans_clusters,
-    knn,
     knn_neighbors,
     knn_predict,
-    logreg,
     logreg_fit,
     logreg_predict,
     majority_accuracy,
     n_unique_rows,
     popcount,
     redundancy_ratio,
-    streaming_lloyd,
+    thread_limit,
     unpack_rows,
+    validate_options,
     varying_bits,
 )
+from activation_hash.metrics.families import knn, logreg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,15 +302,15 @@ def test_cluster_mappings_hand_computed() -> None:
 
 
 def test_kmeans_equals_sklearn_reference(digits: dict) -> None:
+    """The dense path is scikit-learn's KMeans(10, n_init=10, random_state=9) itself."""
     for split, labels in (("train_codes", "train_labels"), ("test_codes", "test_labels")):
         packed, y = digits[split], digits[labels]
         dense = _unpack(packed, 96).astype(np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ref = KMeans(n_clusters=10, random_state=9).fit(dense).labels_
-        got = kmeans_accuracy(packed, 96, y, 10, seed=9)
-        assert got == (majority_accuracy(ref, y), hungarian_accuracy(ref, y))
-        assert abs(got[0] - majority_accuracy(ref, y)) <= 0.005
+            ref = KMeans(n_clusters=10, n_init=10, random_state=9).fit(dense).labels_
+        np.testing.assert_array_equal(kmeans_clusters(packed, 96, 10, seed=9), ref)
+        assert kmeans_accuracy(packed, 96, y, 10, seed=9) == (majority_accuracy(ref, y), hungarian_accuracy(ref, y))
 
 
 def _nearest_own_mean(code_bits: np.ndarray, clusters: np.ndarray) -> np.ndarray:
@@ -328,17 +329,6 @@ def test_streaming_kmeans_recovers_clean_clusters() -> None:
     assert hungarian_accuracy(clusters, labels) == majority_accuracy(clusters, labels) == 1.0
     assert _nearest_own_mean(code_bits, clusters).all()
     assert hungarian_accuracy(kmeans_clusters(packed, 96, 6, seed=9), labels) == 1.0  # dense
-
-
-def test_streaming_kmeans_on_real_codes_close_to_sklearn(digits: dict) -> None:
-    packed, y = digits["train_codes"], digits["train_labels"]
-    stream = streaming_lloyd(packed, 96, 10, seed=9, max_dense_bytes=96 * 4 * 300)
-    ref = kmeans_clusters(packed, 96, 10, seed=9)
-    # (near) Lloyd fixed point: stopping on a small center shift may leave a few codes behind
-    assert _nearest_own_mean(digits["bits"][:1200].astype(float), stream).mean() >= 0.99
-    # different inits reach different local optima; both are decent clusterings
-    assert abs(hungarian_accuracy(stream, y) - hungarian_accuracy(ref, y)) < 0.15
-    assert majority_accuracy(stream, y) > 0.5
 
 
 def test_kmeans_degenerate_inputs() -> None:
@@ -360,114 +350,58 @@ def _reference_logreg(mode: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarra
 
 
 @pytest.mark.parametrize("mode", ["ovo", "ovr", "multinomial"])
-def test_logreg_within_half_point_of_sklearn(digits: dict, mode: str) -> None:
-    code_bits, labels = _random_codes(8, 2500, 80, n_classes=10, flip=0.35)
-    cases = [(digits["bits"][:1200], digits["train_labels"], digits["bits"][1200:], digits["test_labels"]),
-             (code_bits[:1500], labels[:1500], code_bits[1500:], labels[1500:])]
-    for train_bits, y, test_bits, y_test in cases:
-        ref = np.mean(_reference_logreg(mode, train_bits, y, test_bits) == y_test)
-        n_bits = train_bits.shape[1]
-        got = np.mean(logreg_predict(np.packbits(train_bits, axis=1), y, np.packbits(test_bits, axis=1),
-                                     n_bits, mode=mode) == y_test)
-        assert abs(got - ref) <= 0.005 + 1e-12, (mode, got, ref)
-
-
-def test_logreg_binary_optimum_matches_converged_sklearn(digits: dict) -> None:
-    """Same objective (C=1, unpenalized intercept): coefficients of a 2-class fit coincide."""
-    y = digits["train_labels"]
-    rows = (y == 3) | (y == 8)
-    code_bits, y2 = digits["bits"][:1200][rows], y[rows]
-    ref = LogisticRegression(tol=1e-10, max_iter=100000).fit(code_bits, y2)
-    model = logreg_fit(np.packbits(code_bits, axis=1), y2, 96, mode="ovo", tol=1e-8)
-    np.testing.assert_allclose(model.weights[0], ref.coef_[0], atol=2e-3)
-    np.testing.assert_allclose(model.intercepts[0], ref.intercept_[0], atol=2e-3)
-
-
-@pytest.mark.parametrize("mode", ["ovo", "multinomial"])
-def test_logreg_streaming_equals_dense(digits: dict, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logreg, "STATE_BYTES_PER_WEIGHT", 1)  # keep one joint run: only the data streams
-    args = (digits["train_codes"], digits["train_labels"], 96)
-    dense = logreg_fit(*args, mode=mode)
-    stream = logreg_fit(*args, mode=mode, max_dense_bytes=97 * 4 * 100)
-    np.testing.assert_array_equal(stream.weights, dense.weights)
-    np.testing.assert_array_equal(stream.intercepts, dense.intercepts)
-
-
-def _count_joint_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the number of problems of every joint L-BFGS run."""
-    runs: list[int] = []
-    fit = logreg._fit
-
-    def counted(design, members, block_loss, n_out, *args):  # noqa: ANN001, ANN202
-        runs.append(n_out)
-        return fit(design, members, block_loss, n_out, *args)
-
-    monkeypatch.setattr(logreg, "_fit", counted)
-    return runs
-
-
-@pytest.mark.parametrize("mode", ["ovo", "ovr"])
-def test_logreg_groups_agree_with_one_joint_run(digits: dict, mode: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A max_dense_bytes too small for the solver state of all problems splits them into joint
-    runs of at most that many problems; each run stops at its own point, so weights differ
-    within the stopping tolerance and predictions agree with one run and with scikit-learn."""
-    code_bits, labels = _random_codes(8, 2500, 80, n_classes=10, flip=0.35)
-    cases = [(digits["bits"][:1200], digits["train_labels"], digits["bits"][1200:], digits["test_labels"]),
-             (code_bits[:1500], labels[:1500], code_bits[1500:], labels[1500:])]
-    runs = _count_joint_runs(monkeypatch)
-    for train_bits, y, test_bits, y_test in cases:
-        n_bits = train_bits.shape[1]
-        train, test = np.packbits(train_bits, axis=1), np.packbits(test_bits, axis=1)
-        ref = np.mean(_reference_logreg(mode, train_bits, y, test_bits) == y_test)
-        one = logreg_fit(train, y, n_bits, mode=mode).predict(test)
-        for per_run in (1, 4):
-            runs.clear()
-            grouped = logreg_fit(train, y, n_bits, mode=mode,
-                                 max_dense_bytes=per_run * logreg.STATE_BYTES_PER_WEIGHT * (n_bits + 1))
-            n_problems = 45 if mode == "ovo" else 10
-            assert runs == [hi - lo for lo, hi in bits.iter_chunks(n_problems, per_run)]
-            pred = grouped.predict(test)
-            assert np.mean(pred == one) >= 0.995, (mode, per_run)
-            assert abs(np.mean(pred == y_test) - ref) <= 0.005 + 1e-12, (mode, per_run)
-
-
-def test_logreg_groups_reach_the_same_optimum(digits: dict) -> None:
-    args = (digits["train_codes"], digits["train_labels"], 96)
-    one = logreg_fit(*args, tol=1e-7)
-    grouped = logreg_fit(*args, tol=1e-7, max_dense_bytes=4 * logreg.STATE_BYTES_PER_WEIGHT * 97)
-    np.testing.assert_allclose(grouped.weights, one.weights, atol=3e-3)  # float32 objective: ~1e-3
-    np.testing.assert_allclose(grouped.intercepts, one.intercepts, atol=1e-2)
+def test_logreg_dense_is_sklearn(digits: dict, mode: str) -> None:
+    """Dense codes: the estimator is scikit-learn's, so predictions are identical."""
+    train_bits, y, test_bits = digits["bits"][:1200], digits["train_labels"], digits["bits"][1200:]
+    got = logreg_predict(np.packbits(train_bits, axis=1), y, np.packbits(test_bits, axis=1), 96, mode=mode)
+    np.testing.assert_array_equal(got, _reference_logreg(mode, train_bits.astype(float), y, test_bits))
 
 
 @pytest.mark.parametrize("mode", ["ovo", "ovr", "multinomial"])
-def test_logreg_row_space_matches_primal_and_sklearn(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fewer codes than bits: the fit in the span of the training codes (chosen automatically)
-    reaches the primal optimum and agrees with scikit-learn; duplicate codes and a constant
-    unit make the Gram matrix singular. Its stopping test is stricter than the primal's, so at
-    the default tolerance it is compared with a tightly converged primal fit."""
+def test_logreg_row_space_is_the_same_optimum(mode: str) -> None:
+    """Fewer codes than bits: row-space coordinates are an exact reparametrization, so a tightly
+    converged fit on them predicts as a tightly converged fit on the bits; at the defaults they
+    agree with the scikit-learn reference within half a point. Duplicate codes and a constant
+    unit make the Gram matrix singular."""
     code_bits, labels = _random_codes(3, 800, 2000, n_classes=10, flip=0.45)
     train_bits, y, test_bits, y_test = code_bits[:300], labels[:300], code_bits[300:], labels[300:]
     train, test = np.packbits(train_bits, axis=1), np.packbits(test_bits, axis=1)
-    spans: list[int] = []
-    row_space = logreg._row_space
-    monkeypatch.setattr(logreg, "_row_space", lambda *args: spans.append(1) or row_space(*args))
-    auto = logreg_fit(train, y, 2000, mode=mode)
-    optimum = logreg_fit(train, y, 2000, mode=mode, tol=1e-7, row_space=False)
-    assert spans == [1]
-    pred = auto.predict(test)
-    assert np.mean(pred == optimum.predict(test)) >= 0.995
-    ref = np.mean(_reference_logreg(mode, train_bits, y, test_bits) == y_test)
-    assert abs(np.mean(pred == y_test) - ref) <= 0.005 + 1e-12, (np.mean(pred == y_test), ref)
-    tight = logreg_fit(train, y, 2000, mode=mode, tol=1e-7)
-    np.testing.assert_allclose(tight.weights, optimum.weights, atol=3e-4)  # max |w| ~ 0.1
-    np.testing.assert_allclose(tight.intercepts, optimum.intercepts, atol=5e-3)
+    space, features = logreg.row_space(train)
+    np.testing.assert_allclose(features @ features.T, train_bits @ train_bits.T.astype(float), atol=1e-6)
+    np.testing.assert_allclose(space.features(train), features, atol=1e-6)
+    tight = {"C": 1.0, "max_iter": 10000}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_bits = logreg.make_estimator(mode, 9, **tight).set_params(**_tol(mode)).fit(train_bits.astype(float), y)
+        on_span = logreg.make_estimator(mode, 9, **tight).set_params(**_tol(mode)).fit(features, y)
+    assert np.mean(on_bits.predict(test_bits.astype(float)) == on_span.predict(space.features(test))) >= 0.995
+    auto = logreg_fit(train, y, 2000, mode=mode, max_dense_bytes=32 * 300 * 300)  # dense does not fit
+    assert auto.space is not None
+    ref = np.mean(_reference_logreg(mode, train_bits.astype(float), y, test_bits) == y_test)
+    assert abs(np.mean(auto.predict(test) == y_test) - ref) <= 0.005 + 1e-12
+
+
+def _tol(mode: str) -> dict:
+    key = "tol" if mode == "multinomial" else "estimator__tol"
+    return {key: 1e-8}
+
+
+def test_logreg_streaming_is_close_to_sklearn(digits: dict) -> None:
+    """Neither dense nor row space fits: SGD over chunks, an approximation of the same fit."""
+    train_bits, y, test_bits, y_test = digits["bits"][:1200], digits["train_labels"], digits["bits"][1200:], digits["test_labels"]
+    model = logreg_fit(np.packbits(train_bits, axis=1), y, 96, max_dense_bytes=96 * 8 * 100)
+    assert model.space is None and type(model.estimator.estimator).__name__ == "SGDClassifier"
+    got = np.mean(model.predict(np.packbits(test_bits, axis=1)) == y_test)
+    ref = np.mean(_reference_logreg("ovo", train_bits.astype(float), y, test_bits) == y_test)
+    assert abs(got - ref) <= 0.05, (got, ref)
+    with pytest.raises(ValueError, match="metrics.logreg_mode=multinomial"):
+        logreg_fit(np.packbits(train_bits, axis=1), y, 96, mode="multinomial", max_dense_bytes=96 * 8 * 100)
 
 
 def test_logreg_row_space_of_identical_codes_fits_intercepts() -> None:
     codes = np.zeros((6, 2), np.uint8)  # 16 bits, all 0: the span is {0}
-    model = logreg_fit(codes, np.array([0, 0, 0, 1, 1, 2]), 16, mode="ovr", row_space=True)
-    assert not model.weights.any() and model.predict(codes).tolist() == [0] * 6
+    model = logreg_fit(codes, np.array([0, 0, 0, 1, 1, 2]), 16, mode="ovr", row_space_=True)
+    assert model.predict(codes).tolist() == [0] * 6
 
 
 def test_logreg_degenerate_and_bad_mode() -> None:
@@ -475,7 +409,7 @@ def test_logreg_degenerate_and_bad_mode() -> None:
     assert logreg_predict(codes, np.array([4, 4, 4]), codes, 2).tolist() == [4, 4, 4]
     empty = np.zeros((3, 0), np.uint8)
     assert logreg_predict(empty, np.array([1, 2, 2]), empty, 0).tolist() == [2, 2, 2]
-    with pytest.raises(ValueError, match="'softmax'"):
+    with pytest.raises(ValueError, match="metrics.logreg_mode='softmax'"):
         logreg_predict(codes, np.array([0, 1, 1]), codes, 2, mode="softmax")
 
 
@@ -497,8 +431,10 @@ def test_encoding_metrics_names_and_values(digits: dict) -> None:
     assert (out["test/kmeans_acc"], out["test/kmeans_hungarian_acc"]) == kmeans_accuracy(
         test, used, digits["test_labels"], 10)
     result = knn_predict(train, digits["train_labels"], test, 9)
-    assert out["test/knn_acc"] == np.mean(result.predictions == digits["test_labels"])
+    assert out["test/knn_acc_index"] == np.mean(result.predictions == digits["test_labels"])
+    assert out["test/knn_acc"] == np.mean(result.win_probability(digits["test_labels"]))
     assert out["test/knn_boundary_ties"] == result.boundary_tie.sum()
+    assert out["test/knn_tie_affected"] == result.tie_affected().mean()
     assert 0.5 < out["test/knn_acc"] <= 1 and 0.5 < out["test/logreg_acc"] <= 1
     json.dumps(out)  # plain Python numbers
     kept = _metrics(digits, drop_constant=False)
@@ -507,25 +443,30 @@ def test_encoding_metrics_names_and_values(digits: dict) -> None:
         assert kept[name] == out[name]
     assert tuple(_metrics(digits, which=("redundancy", "knn"))) == (
         "n_bits", "n_bits_used", "train/n", "test/n", "train/redundancy", "test/redundancy",
-        "test/knn_acc", "test/knn_vote_ties", "test/knn_boundary_ties")
+        "test/knn_acc", "test/knn_acc_index", "test/knn_vote_ties", "test/knn_boundary_ties",
+        "test/knn_tie_affected")
 
 
-def test_encoding_metrics_degenerate_inputs() -> None:
+def test_dead_network_skips_the_families_that_need_bits() -> None:
     same = np.packbits(np.ones((12, 10), dtype=bool), axis=1)
     y_train, y_test = np.array([0] * 7 + [1] * 5), np.array([1] * 8 + [0] * 4)
     out = encoding_metrics(same, y_train, same, y_test, 10)
-    assert out["n_bits_used"] == 0
-    assert out["train/redundancy"] == out["test/redundancy"] == 11 / 12
-    assert out["train/kmeans_acc"] == out["train/kmeans_hungarian_acc"] == 7 / 12
-    assert out["test/kmeans_acc"] == 8 / 12
-    assert out["test/knn_boundary_ties"] == 12  # 12 training codes at distance 0 for k=9
-    assert out["test/knn_acc"] == 4 / 12  # the 9 lowest-index training codes: 7 zeros, 2 ones
-    assert out["test/logreg_acc"] == 4 / 12  # intercepts only: the majority class 0
-    one_class = encoding_metrics(same, np.zeros(12, int), same, np.zeros(12, int), 10)
+    assert out == {"n_bits": 10, "n_bits_used": 0, "train/n": 12, "test/n": 12,
+                   "train/redundancy": 11 / 12, "test/redundancy": 11 / 12, "dead_network": True}
+    kept = encoding_metrics(same, y_train, same, y_test, 10, drop_constant=False)
+    assert "dead_network" not in kept and kept["n_bits_used"] == 10
+    assert kept["train/kmeans_acc"] == kept["train/kmeans_hungarian_acc"] == 7 / 12  # one distinct code
+    assert kept["test/knn_boundary_ties"] == 12  # 12 training codes at distance 0 for k=9
+    assert kept["test/knn_acc_index"] == 4 / 12  # the 9 lowest-index training codes: 7 zeros, 2 ones
+    # random tie-breaking: 9 of the 12 (7 zeros, 5 ones) drawn; the vote is for 1 iff >= 5 ones
+    p_one = 35 / 220  # all 5 ones among the 9: C(5, 5) C(7, 4) / C(12, 9)
+    assert kept["test/knn_acc"] == pytest.approx((8 * p_one + 4 * (1 - p_one)) / 12)
+    assert kept["test/logreg_acc"] == 4 / 12  # intercepts only: the majority class 0
+    one_class = encoding_metrics(same, np.zeros(12, int), same, np.zeros(12, int), 10, drop_constant=False)
     assert one_class["test/knn_acc"] == one_class["test/logreg_acc"] == one_class["test/kmeans_acc"] == 1.0
     single = np.packbits(np.array([[1, 0, 1]], dtype=bool), axis=1)
-    out = encoding_metrics(single, np.array([3]), single, np.array([3]), 3, knn_k=1)
-    assert out["train/redundancy"] == 0.0 and out["test/knn_acc"] == 1.0 and out["n_bits_used"] == 0
+    out = encoding_metrics(single, np.array([3]), single, np.array([3]), 3, knn_k=1, drop_constant=False)
+    assert out["train/redundancy"] == 0.0 and out["test/knn_acc"] == 1.0
 
 
 @pytest.mark.parametrize("change,match", [

@@ -1,10 +1,10 @@
 """Encoding metrics of neural codes: pure functions on packed 0/1 code arrays.
 
-Codes are ``np.packbits(bits, axis=1)`` uint8 arrays (see ``bits``). ``encoding_metrics``
-computes the whole set under stable names; the per-metric modules can be used on their own:
-``redundancy`` (exact duplicate counting), ``kmeans`` (K-Means + majority / Hungarian mapping),
-``knn`` (exact Hamming K-NN with a deterministic tie rule), ``logreg`` (batched one-vs-one,
-one-vs-rest or multinomial logistic regression), ``diameter`` (stochastic activation diameter).
+Codes are ``np.packbits(bits, axis=1)`` uint8 arrays (see ``bits``). ``compute_families`` runs
+the registered metric families (``registry``; built-in ones in ``families/``: redundancy,
+kmeans, knn, logreg) on a ``CodeSet``; ``encoding_metrics`` is its keyword form. Importing this
+package loads numpy and scipy only: scikit-learn, faiss and torch are imported inside the
+functions that use them (torch only for a GPU device).
 """
 
 from .bits import (
@@ -19,28 +19,29 @@ from .bits import (
     unpack_rows,
     varying_bits,
 )
-from .diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters, random_directions_like,
-                       uniform_like)
-from .encoding import METRIC_NAMES, WHICH, encoding_metrics, thread_limit
-from .kmeans import (
-    contingency,
-    hungarian_accuracy,
-    kmeans_accuracy,
-    kmeans_clusters,
-    majority_accuracy,
-    streaming_lloyd,
-)
-from .knn import KNNResult, hamming_distances, knn_neighbors, knn_predict
-from .logreg import MODES as LOGREG_MODES
-from .logreg import LogRegModel, logreg_accuracy, logreg_fit, logreg_predict
-from .redundancy import n_unique_rows, redundancy_ratio
+from .encoding import WHICH, compute_families, encoding_metrics, validate_options
+from .families.kmeans import (contingency, hungarian_accuracy, kmeans_accuracy, kmeans_clusters,
+                              majority_accuracy, streaming_lloyd)
+from .families.knn import KNNResult, hamming_distances, knn_neighbors, knn_predict, possible_winners, win_probability
+from .families.logreg import MODES as LOGREG_MODES
+from .families.logreg import LogRegModel, logreg_accuracy, logreg_fit, logreg_predict
+from .families.redundancy import n_unique_rows, redundancy_ratio
+from .registry import CodeSet, MetricFamily, families, register
+from .threads import thread_limit
 
 __all__ = [
-    "Diameters", "diameter_summary", "exact_diameters", "grid_diameters", "random_directions_like", "uniform_like",
-    "CHUNK_BYTES", "MAX_DENSE_BYTES", "METRIC_NAMES", "WHICH", "LOGREG_MODES", "KNNResult",
-    "check_packed", "contingency", "drop_constant_bits", "encoding_metrics", "hamming_distances",
-    "hungarian_accuracy", "kmeans_accuracy", "kmeans_clusters", "knn_neighbors", "knn_predict",
-    "LogRegModel", "logreg_accuracy", "logreg_fit", "logreg_predict", "majority_accuracy", "n_unique_rows", "packed_width",
-    "popcount", "redundancy_ratio", "select_bits", "streaming_lloyd", "unique_rows", "unpack_rows",
-    "thread_limit", "varying_bits",
+    "CHUNK_BYTES", "MAX_DENSE_BYTES", "METRIC_NAMES", "WHICH", "LOGREG_MODES", "CodeSet", "KNNResult",
+    "LogRegModel", "MetricFamily", "check_packed", "compute_families", "contingency", "drop_constant_bits",
+    "encoding_metrics", "families", "hamming_distances", "hungarian_accuracy", "kmeans_accuracy",
+    "kmeans_clusters", "knn_neighbors", "knn_predict", "logreg_accuracy", "logreg_fit", "logreg_predict",
+    "majority_accuracy", "n_unique_rows", "packed_width", "popcount", "possible_winners", "redundancy_ratio",
+    "register", "select_bits", "streaming_lloyd", "thread_limit", "unique_rows", "unpack_rows",
+    "validate_options", "varying_bits", "win_probability",
 ]
+
+
+def __getattr__(name: str):
+    if name == "METRIC_NAMES":  # derived from the registry, so discovered lazily
+        from .encoding import _metric_names
+        return _metric_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

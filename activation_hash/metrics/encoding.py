@@ -1,62 +1,106 @@
-"""The encoding metric set of one capture: train and test codes in, stable metric names out.
+"""The metric families of one capture: train and test codes in, stable metric names out.
 
-Names (those of groups not in ``which`` are omitted):
-    n_bits, n_bits_used, train/n, test/n,
-    train/redundancy, test/redundancy,                                   (which: "redundancy")
-    train/kmeans_acc, train/kmeans_hungarian_acc,
-    test/kmeans_acc, test/kmeans_hungarian_acc,                          (which: "kmeans")
-    test/knn_acc, test/knn_vote_ties, test/knn_boundary_ties,            (which: "knn")
-    test/logreg_acc                                                      (which: "logreg")
-``*_acc`` and redundancies are fractions in [0, 1]; ``*_ties`` are counts of test points;
-``kmeans_acc`` is the authors' majority mapping, ``kmeans_hungarian_acc`` the one-to-one one.
+``compute_families(codes, which, options, device)`` validates the inputs, drops the units that
+are constant (all 0 or all 1) over train and test together once (for the families that ask for
+it, ``MetricFamily.drop_constant``; unless ``options["drop_constant"]`` is false), and returns
+    n_bits, n_bits_used, train/n, test/n          (bits before / after dropping, split sizes)
+then every selected family's metrics, in ``which`` order. The built-in paper families are
+``WHICH`` = redundancy, kmeans, knn, logreg (``activation_hash/metrics/families/``); users add
+theirs with ``metrics.plugins`` (modules defining ``FAMILY``). ``METRIC_NAMES`` lists the
+names of the paper families. ``*_acc`` and redundancies are fractions in [0, 1].
 
-Units that are constant (all 0 or all 1) over train and test together are dropped first unless
-``drop_constant=False``; ``n_bits`` counts bits before and ``n_bits_used`` after dropping.
-K-Means uses K = number of distinct labels over train and test (at most the split's size).
+A dead network (no unit varies, ``n_bits_used == 0``) is reported as ``dead_network: True``; the
+families that need bits (``MetricFamily.needs_bits``) are then skipped, redundancy is still
+computed ((n - 1) / n). ``encoding_metrics`` is the keyword form of the same computation.
 
-Degenerate inputs are defined, not errors:
-- zero bits left (every code identical): redundancy = (n - 1) / n; K-Means puts every code in
-  one cluster (accuracy = frequency of the most common label); every training code is at
-  distance 0, so K-NN's neighbours are the k lowest-index training codes and every test point
-  has a boundary tie when there are more than k training codes; logistic regression fits
-  intercepts only.
-- a single class: one cluster, and K-NN and logistic regression predict that class.
-- n = 1: redundancy 0, one cluster; K-NN needs knn_k <= the number of training codes.
-
-Memory: see the modules of each metric; none builds an unpacked n x n_bits array beyond
-``max_dense_bytes`` (default 1 GiB).
+``validate_options(which, options)`` checks ``metrics.which`` and every selected family's
+options against their defaults' types and the family's own ``check``, so that a config layer
+can reject a typo before training; errors read ``metrics.<key>=value: what is allowed``.
+Memory: see each family's module; nothing builds an unpacked n x n_bits array beyond
+``max_dense_bytes``. This module imports neither torch, Lightning, Hydra nor faiss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import faiss
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
-from .bits import MAX_DENSE_BYTES, check_packed, drop_constant_bits
-from .kmeans import kmeans_accuracy
-from .knn import knn_predict
-from .logreg import MODES, logreg_predict
-from .redundancy import redundancy_ratio
+from .bits import check_packed, drop_constant_bits
+from .registry import CodeSet, families, load_plugins
+from .threads import thread_limit
 
 WHICH = ("redundancy", "kmeans", "knn", "logreg")
-METRIC_NAMES = (
-    "n_bits", "n_bits_used", "train/n", "test/n",
-    "train/redundancy", "test/redundancy",
-    "train/kmeans_acc", "train/kmeans_hungarian_acc", "test/kmeans_acc", "test/kmeans_hungarian_acc",
-    "test/knn_acc", "test/knn_vote_ties", "test/knn_boundary_ties",
-    "test/logreg_acc",
-)
+BASE_NAMES = ("n_bits", "n_bits_used", "train/n", "test/n")
+# Options read by compute_families itself (not by a family), with their defaults.
+GENERAL_OPTIONS: Mapping[str, Any] = {"drop_constant": True, "n_threads": None, "plugins": ()}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
-    return int(value)
+def _metric_names() -> tuple[str, ...]:
+    known = families()
+    return BASE_NAMES + tuple(name for w in WHICH for name in known[w].names)
+
+
+def __getattr__(name: str) -> Any:  # METRIC_NAMES is derived from the registry on first use
+    if name == "METRIC_NAMES":
+        return _metric_names()
+    raise AttributeError(name)
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    kind = type(default)
+    if default is None or kind not in _TYPE_NAMES:
+        return
+    ok = (isinstance(value, bool) if kind is bool else
+          isinstance(value, (int, np.integer)) and not isinstance(value, bool) if kind is int else
+          isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) if kind is float
+          else isinstance(value, str))
+    if not ok:
+        raise ValueError(f"metrics.{key}={value!r}: must be {_TYPE_NAMES[kind]}")
+
+
+def _which_tuple(which: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(which, str):
+        return (which,)
+    which = tuple(which)
+    if not all(isinstance(w, str) for w in which):
+        raise ValueError(f"metrics.which={list(which)}: must be a list of metric family names")
+    return which
+
+
+def validate_options(which: Iterable[str] | str, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Check ``metrics.which`` and the options of its families (module docstring); return each
+    family's resolved options (defaults filled in, ``device`` left out). Raises ValueError."""
+    plugins = options.get("plugins") or ()
+    if isinstance(plugins, str) or not all(isinstance(p, str) for p in plugins):
+        raise ValueError(f"metrics.plugins={plugins!r}: must be a list of importable module names")
+    load_plugins(plugins)
+    for key in ("drop_constant",):
+        if key in options:
+            _check_type(key, options[key], GENERAL_OPTIONS[key])
+    n_threads = options.get("n_threads")
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+        raise ValueError(f"metrics.n_threads={n_threads!r}: must be null or an integer >= 1")
+    which = _which_tuple(which)
+    known = families()
+    for name in which:
+        if name not in known:
+            raise ValueError(f"metrics.which=[{', '.join(which)}]: unknown metric family {name!r}; "
+                             f"registered: {sorted(known)}")
+    resolved = {}
+    for name in which:
+        family = known[name]
+        opts = {key: options.get(key, default) for key, default in family.options.items() if key != "device"}
+        for key, value in opts.items():
+            if value is None and family.options[key] is not None:
+                raise ValueError(f"metrics.{key}=null: must be {_TYPE_NAMES.get(type(family.options[key]), 'set')}")
+            _check_type(key, value, family.options[key])
+        if family.check is not None:
+            family.check(opts)
+        resolved[name] = opts
+    return resolved
 
 
 def _check_labels(labels: object, n_rows: int, name: str, codes_name: str) -> np.ndarray:
@@ -70,100 +114,79 @@ def _check_labels(labels: object, n_rows: int, name: str, codes_name: str) -> np
     return labels
 
 
-def _check_which(which: Iterable[str]) -> tuple[str, ...]:
-    which = (which,) if isinstance(which, str) else tuple(which)
-    unknown = [w for w in which if w not in WHICH]
-    if unknown:
-        raise ValueError(f"which: unknown metric group(s) {unknown}; allowed: {list(WHICH)}")
-    return which
+def _check_codes(codes: CodeSet) -> CodeSet:
+    n_bits = codes.n_bits
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 0:
+        raise ValueError(f"n_bits={n_bits!r}: must be an integer >= 0")
+    train = check_packed(codes.train_codes, int(n_bits), "train_codes")
+    test = check_packed(codes.test_codes, int(n_bits), "test_codes")
+    for name, packed in (("train_codes", train), ("test_codes", test)):
+        if packed.shape[0] == 0:
+            raise ValueError(f"{name}: 0 codes; each split needs at least 1")
+    y_train = _check_labels(codes.train_labels, train.shape[0], "train_labels", "train_codes")
+    y_test = _check_labels(codes.test_labels, test.shape[0], "test_labels", "test_codes")
+    return CodeSet(train, y_train, test, y_test, int(n_bits), codes.extras, codes.layer_names, codes.layer_units)
 
 
-@contextmanager
-def thread_limit(n_threads: int | None) -> Iterator[None]:
-    """Cap BLAS, OpenMP (scikit-learn, torch), faiss and torch threads; None leaves them alone.
-
-    Useful when several runs share a machine: oversubscribed BLAS/OpenMP threads stall at
-    their barriers and can make the metrics many times slower.
-    """
-    if n_threads is None:
-        yield
-        return
-    faiss_before, torch_before = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(n_threads)
-    torch.set_num_threads(n_threads)
+def _check_device(device: Any) -> Any:
+    """None or "cpu": faiss on the CPU; anything else is a torch device (torch imported here)."""
+    if device is None or (isinstance(device, str) and device == "cpu"):
+        return None
+    import torch
     try:
-        with threadpool_limits(limits=n_threads):
-            yield
-    finally:
-        faiss.omp_set_num_threads(faiss_before)
-        torch.set_num_threads(torch_before)
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"metrics.device={device!r}: not a torch device ({err})") from None
+    return None if device.type == "cpu" else device
+
+
+def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mapping[str, Any] | None = None,
+                     device: Any = None) -> dict[str, Any]:
+    """Every family in ``which`` on ``codes``; see the module docstring for the names.
+
+    ``options``: ``metrics.*`` (family options, ``drop_constant``, ``n_threads``, ``plugins``;
+    other keys are ignored). ``device``: torch device for the families that take one (K-NN's
+    GEMM distances); None or "cpu" = the CPU path. Bad inputs raise ValueError naming them.
+    """
+    options = dict(options or {})
+    resolved = validate_options(which, options)
+    codes = _check_codes(codes)
+    device = _check_device(device)
+    known = families()
+    selected = [known[name] for name in resolved]
+    for family in selected:
+        missing = [f"{split}/{x}" for x in family.needs for split in ("train", "test")
+                   if f"{split}/{x}" not in codes.extras]
+        if missing:
+            raise ValueError(f"metric family {family.name!r} needs {missing}, which the codes do not provide")
+    drop = options.get("drop_constant", True)
+    with thread_limit(options.get("n_threads")):
+        kept, n_used = codes, codes.n_bits
+        if drop and any(f.drop_constant for f in selected):
+            train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits)
+            kept = CodeSet(train, codes.train_labels, test, codes.test_labels, n_used, codes.extras)
+        out: dict[str, Any] = {"n_bits": codes.n_bits, "n_bits_used": n_used,
+                               "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0])}
+        dead = n_used == 0
+        for family in selected:
+            if dead and family.drop_constant and family.needs_bits:
+                continue
+            opts = dict(resolved[family.name])
+            if "device" in family.options:
+                opts["device"] = device
+            out.update(family.compute(kept if family.drop_constant else codes, **opts))
+        if dead:
+            out["dead_network"] = True
+    return out
 
 
 def encoding_metrics(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                     test_labels: np.ndarray, n_bits: int, *, drop_constant: bool = True,
-                     knn_k: int = 9, kmeans_seed: int = 9, logreg_mode: str = "ovo",
-                     logreg_seed: int = 9, which: Iterable[str] = WHICH,
-                     device: str | torch.device | None = None, kmeans_n_init: int = 1,
-                     max_dense_bytes: int = MAX_DENSE_BYTES,
-                     n_threads: int | None = None) -> dict[str, float]:
-    """Encoding metrics of packed train/test codes; see the module docstring for the names.
-
-    ``device``: torch device for the GEMM K-NN distances (None: faiss on CPU).
-    ``kmeans_n_init``: K-Means restarts (1 = current scikit-learn default; the authors' 10).
-    ``max_dense_bytes``: largest dense feature matrix K-Means / logistic regression may build.
-    ``n_threads``: cap on compute threads (see ``thread_limit``); None = library defaults.
-    All inputs are validated up front; bad values raise ValueError naming the argument.
-    """
-    n_bits = _check_int("n_bits", n_bits, 0)
-    train = check_packed(train_codes, n_bits, "train_codes")
-    test = check_packed(test_codes, n_bits, "test_codes")
-    for name, codes in (("train_codes", train), ("test_codes", test)):
-        if codes.shape[0] == 0:
-            raise ValueError(f"{name}: 0 codes; each split needs at least 1")
-    y_train = _check_labels(train_labels, train.shape[0], "train_labels", "train_codes")
-    y_test = _check_labels(test_labels, test.shape[0], "test_labels", "test_codes")
-    which = _check_which(which)
-    knn_k = _check_int("knn_k", knn_k, 1)
-    if "knn" in which and knn_k > train.shape[0]:
-        raise ValueError(f"knn_k={knn_k} is larger than the training set ({train.shape[0]} codes)")
-    if logreg_mode not in MODES:
-        raise ValueError(f"logreg_mode={logreg_mode!r}: must be one of {list(MODES)}")
-    kmeans_seed = _check_int("kmeans_seed", kmeans_seed, 0)
-    logreg_seed = _check_int("logreg_seed", logreg_seed, 0)
-    kmeans_n_init = _check_int("kmeans_n_init", kmeans_n_init, 1)
-    max_dense_bytes = _check_int("max_dense_bytes", max_dense_bytes, 1)
-    if n_threads is not None:
-        n_threads = _check_int("n_threads", n_threads, 1)
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device={device!r}: not a torch device ({err})") from None
-
-    with thread_limit(n_threads):
-        n_used = n_bits
-        if drop_constant:
-            train, test, n_used = drop_constant_bits(train, test, n_bits)
-        out: dict[str, float] = {"n_bits": n_bits, "n_bits_used": n_used,
-                                 "train/n": int(train.shape[0]), "test/n": int(test.shape[0])}
-        if "redundancy" in which:
-            out["train/redundancy"] = redundancy_ratio(train)
-            out["test/redundancy"] = redundancy_ratio(test)
-        if "kmeans" in which:
-            n_classes = int(np.unique(np.concatenate([y_train, y_test])).size)
-            for split, codes, labels in (("train", train, y_train), ("test", test, y_test)):
-                majority, hungarian = kmeans_accuracy(codes, n_used, labels, n_classes,
-                                                      seed=kmeans_seed, n_init=kmeans_n_init,
-                                                      max_dense_bytes=max_dense_bytes)
-                out[f"{split}/kmeans_acc"] = majority
-                out[f"{split}/kmeans_hungarian_acc"] = hungarian
-        if "knn" in which:
-            knn = knn_predict(train, y_train, test, knn_k, n_bits=n_used, device=device)
-            out["test/knn_acc"] = float(np.mean(knn.predictions == y_test))
-            out["test/knn_vote_ties"] = int(knn.vote_tie.sum())
-            out["test/knn_boundary_ties"] = int(knn.boundary_tie.sum())
-        if "logreg" in which:
-            pred = logreg_predict(train, y_train, test, n_used, mode=logreg_mode, seed=logreg_seed,
-                                  max_dense_bytes=max_dense_bytes)
-            out["test/logreg_acc"] = float(np.mean(pred == y_test))
-    return out
+                     test_labels: np.ndarray, n_bits: int, *, which: Iterable[str] = WHICH,
+                     device: Any = None, **options: Any) -> dict[str, Any]:
+    """``compute_families`` on arrays, options as keywords (``knn_k=9``, ``logreg_mode="ovo"``,
+    ``drop_constant``, ``n_threads``, ...). ``device="auto"`` means the CPU here: resolving it
+    to the trainer's device is the caller's job."""
+    if isinstance(device, str) and device == "auto":
+        device = None
+    codes = CodeSet(train_codes, train_labels, test_codes, test_labels, n_bits)
+    return compute_families(codes, which, options, device=device)

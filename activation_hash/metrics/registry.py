@@ -59,7 +59,12 @@ class MetricFamily:
     return (stable, namespaced, e.g. ``test/knn_acc``); ``options`` maps the option names it reads
     from ``metrics.*`` to their defaults; ``needs`` the extras it uses (names from ``EXTRAS``);
     ``drop_constant``: whether it gets the codes after constant units are dropped (the paper's
-    metrics) or all units."""
+    metrics) or all units; ``check(options)``: raises ValueError (``metrics.<key>=value: what
+    is allowed``) on a bad value, beyond the type check against each default that every option
+    gets (see ``activation_hash.metrics.validate_options``); ``needs_bits``: skipped, with
+    ``dead_network: True`` in the results, when no unit varies (drop-constant families only).
+    An option named ``device`` is not read from ``metrics.*``: it receives the ``device``
+    argument of ``compute_families`` (a torch device, or None for the CPU)."""
     name: str
     names: tuple[str, ...]
     compute: Callable[..., dict[str, Any]]
@@ -67,6 +72,8 @@ class MetricFamily:
     needs: tuple[str, ...] = ()
     drop_constant: bool = True
     description: str = ""
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    needs_bits: bool = True
 
 
 _REGISTRY: dict[str, MetricFamily] = {}
@@ -104,7 +111,7 @@ def _discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    from . import families as package
+    package = importlib.import_module(f"{__package__}.families")
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue

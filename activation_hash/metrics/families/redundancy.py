@@ -1,5 +1,7 @@
 """Redundancy ratio of a set of codes: (n - m) / n, m = number of distinct codes.
 
+With zero bits every code is the same empty code: redundancy = (n - 1) / n.
+
 Exact: rows are compared as raw bytes (a void view of the packed codes sorted by
 ``np.unique``), never hashed. Memory: one sorted copy of the packed array.
 """
@@ -7,6 +9,8 @@ Exact: rows are compared as raw bytes (a void view of the packed codes sorted by
 from __future__ import annotations
 
 import numpy as np
+
+from ..registry import CodeSet, MetricFamily
 
 
 def n_unique_rows(packed: np.ndarray) -> int:
@@ -26,3 +30,13 @@ def redundancy_ratio(packed: np.ndarray) -> float:
     if n == 0:
         raise ValueError("redundancy_ratio: got 0 codes; the ratio needs n >= 1")
     return (n - n_unique_rows(packed)) / n
+
+
+def _compute(codes: CodeSet) -> dict[str, float]:
+    return {"train/redundancy": redundancy_ratio(codes.train_codes),
+            "test/redundancy": redundancy_ratio(codes.test_codes)}
+
+
+FAMILY = MetricFamily(
+    name="redundancy", names=("train/redundancy", "test/redundancy"), compute=_compute,
+    needs_bits=False, description="fraction of codes that repeat an earlier code, per split")
