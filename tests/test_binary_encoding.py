@@ -127,6 +127,11 @@ def test_family_on_vertices_and_without_a_latent_layer():
     skipped = FAMILY.compute(_codeset(z, y, z, y, layer_names=("features.2",)), **FAMILY.options)
     assert np.isnan(skipped["test/binarity_separation"]) and "no latent layer" in skipped["test/binary_encoding_note"]
     wide = np.random.default_rng(0).standard_normal((len(y), 100))
+    from activation_hash.metrics import compute_families
+    via = compute_families(_codeset(z, y, z, y), ["redundancy", "binary_encoding"], {"hist_bins": 10})
+    assert via["test/same_encoding_frac"] == 1.0 and len(via["test/latent_hist_counts"][0]) == 10
+    with pytest.raises(ValueError, match="metrics.hist_bins=0: must be >= 1"):
+        compute_families(_codeset(z, y, z, y), ["binary_encoding"], {"hist_bins": 0})
     unnamed = FAMILY.compute(_codeset(wide, y, wide, y, layer_names=()), **FAMILY.options)
     assert "penultimate width 100" in unnamed["test/binary_encoding_note"]
 

@@ -54,7 +54,13 @@ def _compute(codes: CodeSet, *, gmm_seed: int = 0, hist_bins: int = 30, latent_l
             "test/latent_hist_counts": hist["counts"], "test/latent_hist_edges": hist["edges"]}
 
 
+def _check(options) -> None:
+    for key in ("hist_bins", "max_latent_dim"):
+        if options[key] < 1:
+            raise ValueError(f"metrics.{key}={options[key]}: must be >= 1")
+
+
 FAMILY = MetricFamily(name="binary_encoding", names=NAMES, compute=_compute,
                       options={"gmm_seed": 0, "hist_bins": 30, "latent_layer": "latent_code", "max_latent_dim": 64},
-                      needs=("penultimate", "logits"), drop_constant=False,
+                      needs=("penultimate", "logits"), drop_constant=False, needs_bits=False, check=_check,
                       description="latent binarity, same-encoding fraction, neural collapse, reliability")
