@@ -24,7 +24,7 @@ from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
 from activation_hash.codes.schedule import capture_epochs
-from activation_hash.metrics import encoding_metrics
+from activation_hash.codes.family_adapter import family_metrics, probe_metrics
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class NeuralCodeCallback(pl.Callback):
             splits[split] = collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
                                           memmap_path=self._memmap_path(epoch, split))
         train, test = splits["train"], splits["test"]
-        metrics = encoding_metrics(train.codes, train.labels, test.codes, test.labels, train.n_bits,
-                                   **self.metric_kwargs)
+        # interim adapter (activation_hash/codes/family_adapter.py) until the core rewrite lands
+        metrics = family_metrics(pl_module, loaders, train, test, self.metric_kwargs)
+        metrics.update(probe_metrics(pl_module, dm, self.layers, self.metric_kwargs, self.out_dir, epoch))
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
         if self.diameter is not None:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from activation_hash.metrics.diameter import (diameter_summary, exact_diameters, grid_diameters,
-                                              random_directions_like, uniform_like)
+from activation_hash.codes.diameter import (diameter_summary, exact_diameters, grid_diameters,
+                                            random_directions_like, uniform_like)
 
 METHODS = ("exact", "grid", "both")
 

@@ -58,6 +58,7 @@ class Classifier(pl.LightningModule):
         self._epoch_loss_sum: torch.Tensor | None = None
         self._epoch_correct: torch.Tensor | None = None
         self._epoch_samples = 0
+        self._terms: dict = {}  # loss-term name -> (value x batch summed, (weight_name, weight), samples)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -98,6 +99,12 @@ class Classifier(pl.LightningModule):
     def _train_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = self(x)
         loss = F.cross_entropy(logits, y)
+        # interim loss-term protocol (activation_hash/models/loss_terms.py) until the core rewrite lands
+        for term in (t for m in self.net.modules() if hasattr(m, "loss_terms") for t in m.loss_terms()):
+            loss = loss + term.weight * term.value
+            total, weight, count = self._terms.get(term.name, (0.0, term.weight, 0))
+            self._terms[term.name] = (total + term.value.detach() * y.shape[0], (term.weight_name, term.weight),
+                                      count + y.shape[0])
         # Summed on the device and logged once per epoch in on_train_epoch_end: a per-step self.log
         # costs about 1 ms in Lightning's result collection and a torchmetrics forward 0.1-0.2 ms,
         # as much as a whole optimizer step of the paper's MNIST MLPs (bench/bench_training.py).
@@ -115,12 +122,20 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss_sum, self._epoch_correct, self._epoch_samples = None, None, 0
+        self._terms = {}
+        for module in self.net.modules():
+            if hasattr(module, "set_epoch"):
+                module.set_epoch(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         total, correct, n = self._epoch_loss_sum, self._epoch_correct, self._epoch_samples
         self._epoch_loss_sum, self._epoch_correct, self._epoch_samples = None, None, 0
         if not self.automatic_optimization and self.scheduler_factory is not None:
             self.lr_schedulers().step()  # Lightning steps schedulers only in automatic optimization
+        for name, (term_sum, (weight_name, weight), count) in getattr(self, "_terms", {}).items():
+            self.log(f"train/loss_{name}", term_sum / count, sync_dist=True)
+            if weight_name:
+                self.log(f"train/{weight_name}", float(weight), sync_dist=True)
         if total is None:
             return
         # the batch-size-weighted epoch means Lightning's on_epoch=True logging gave; the shards of
