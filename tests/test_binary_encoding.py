@@ -276,3 +276,29 @@ def test_latent_histogram_section_draws_first_and_last_capture_per_arm(tmp_path)
     lines = latent_histograms(table, tmp_path, 50, lambda fig, path, dpi: written.append(path))
     assert written == [tmp_path / "latent_histograms.png"] and "latent histograms" in lines[0]
     assert latent_histograms(table.assign(study="other"), tmp_path, 50, None) == []
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_run_logs_gamma_and_the_binary_encoding_metrics(tmp_path):
+    import json as _json
+
+    import pandas as pd
+
+    from activation_hash.run import run
+    cfg = compose_config(["model=binary_encoding", "model.backbone.width=16", "model.gamma_growth=2.0",
+                          "trainer.max_epochs=2", "codes.epochs=[0,2]", "data.train_size=300", "data.test_size=200",
+                          "progress_bar=none", "codes.verbose=false", "logger=csv",
+                          "metrics.which=[redundancy,binary_encoding]", "metrics.deepfool.enabled=true",
+                          "metrics.deepfool.n_samples=10"], output_dir=tmp_path / "run")
+    run(cfg)
+    rows = [_json.loads(line) for line in (tmp_path / "run" / "encoding.jsonl").read_text().splitlines()]
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert [r["epoch"] for r in test_rows] == [0, 2]
+    for r in test_rows:
+        assert 0 <= r["test/same_encoding_frac"] <= 1 and r["test/binarity_separation"] > 0
+        assert r["test/deepfool_ratio"] > 0 and len(r["test/latent_hist_counts"]) == 6
+    logged = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert logged["train/gamma"].dropna().tolist() == pytest.approx([0.01, 0.02], rel=1e-6)  # float32 in Lightning
+    assert logged["train/loss_latent_l2"].dropna().gt(0).all()
