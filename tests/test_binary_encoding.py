@@ -302,3 +302,18 @@ def test_run_logs_gamma_and_the_binary_encoding_metrics(tmp_path):
     logged = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert logged["train/gamma"].dropna().tolist() == pytest.approx([0.01, 0.02], rel=1e-6)  # float32 in Lightning
     assert logged["train/loss_latent_l2"].dropna().gt(0).all()
+
+
+def test_step_after_holds_the_rate_then_halves_it_every_step_size_epochs():
+    from activation_hash.models.schedulers import step_after
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = step_after(optimizer, hold=250, step_size=50, gamma=0.5)
+    rates = []
+    for _ in range(420):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [1.0 if e < 250 else 0.5 ** ((e - 250) // 50) for e in range(420)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="scheduler.hold=0"):
+        step_after(optimizer, hold=0)
