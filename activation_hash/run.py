@@ -36,7 +36,7 @@ from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.summary import print_summary
-from activation_hash.validate import check_against_data, check_config, resolve_steps_per_call
+from activation_hash.validate import check_against_data, check_config
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
              ", ".join(f"{name}: {n}" for name, n in units[:8]) + (", ..." if len(units) > 8 else ""),
              sum(units[i][1] for i in chosen))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    steps_per_call = resolve_steps_per_call(cfg.get("steps_per_call", "auto"), cfg.trainer, datamodule)
-    # Lightning refuses Trainer(gradient_clip_val) with the manual optimization of fused steps: the module clips
-    clipping = {key: cfg.trainer.get(key) for key in ("gradient_clip_val", "gradient_clip_algorithm")}
-    fused = steps_per_call > 1
-    module = Classifier(net, datamodule.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler,
-                        steps_per_call=steps_per_call, **(clipping if fused else {}))
+    module = Classifier(net, datamodule.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
     placement = _placement(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +84,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
-                                      enable_progress_bar=progress != "none",
-                                      **({key: None for key in clipping} if fused else {}))
+                                      enable_progress_bar=progress != "none")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -120,7 +114,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 # Keys that do not change what a run computes: a finished run is reused whatever their values.
 _NOT_RESULT_KEYS = ("progress_bar", "skip_finished", "output_root", "output_dir", "logger", "codes.verbose",
                     "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags",
-                    "steps_per_call",  # fused optimizer steps train exactly as single ones
                     "grid")  # the experiment's table of grids; the values this run took from it are in its other keys
 
 

@@ -5,14 +5,12 @@ Run (about a minute on 2 CPU cores):
     . .venv/bin/activate
     python bench/bench_training.py
     python bench/bench_training.py --epochs 2 --repeats 7 --widths 40 100 --batch-sizes 128 64 --threads 1
-    python bench/bench_training.py --steps-per-call 1     # one optimizer step per Lightning training_step
 
 For every (width, batch size) this trains a depth-1 MLP on MNIST (48,000 training images, the
 paper's split) three ways, in the same process, on the same device:
 
-    lightning   pl.Trainer(...).fit(Classifier(MLP), datamodule=InMemoryDataModule): the project's path,
-                with steps_per_call resolved as run(cfg) does (default auto: 16 optimizer steps per
-                Lightning training_step)
+    lightning   pl.Trainer(...).fit(Classifier(MLP), datamodule=InMemoryDataModule): the project's path
+                (automatic optimization, one optimizer step per training_step)
     plain       the same model, initial weights, Adam, data order and batch size in a hand-written loop
                 over the same TensorBatchLoader (slices of device tensors, no DataLoader)
     dataloader  a plain loop over torch DataLoader(TensorDataset(x, y)): per-sample indexing and
@@ -56,7 +54,6 @@ from activation_hash.data.datamodule import InMemoryDataModule
 from activation_hash.data.tensor_loader import TensorBatchLoader
 from activation_hash.models.classifier import Classifier
 from activation_hash.models.mlp import MLP
-from activation_hash.validate import resolve_steps_per_call
 
 TARGET_OVERHEAD = 0.10
 LR = 1e-3
@@ -85,18 +82,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds after the warm-up round (default 7)")
     parser.add_argument("--widths", type=int, nargs="+", default=[40, 100], help="hidden widths (default 40 100)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 64], help="default 128 64")
-    parser.add_argument("--steps-per-call", default="auto",
-                        help="optimizer steps per Lightning training_step: auto (as run(cfg); the default) or an int")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 0 keeps torch's default (default 1)")
     parser.add_argument("--root", default=os.environ.get("ACTIVATION_HASH_DATA", "/work/shared/datasets"),
                         help="folder holding MNIST/raw (default $ACTIVATION_HASH_DATA or /work/shared/datasets)")
     args = parser.parse_args()
-    if args.steps_per_call != "auto":
-        if not args.steps_per_call.isdigit() or int(args.steps_per_call) < 1:
-            parser.error("--steps-per-call must be auto or an int >= 1")
-        args.steps_per_call = int(args.steps_per_call)
     if args.epochs < 1 or args.repeats < 1 or args.threads < 0:
         parser.error("--epochs and --repeats must be >= 1, --threads >= 0")
     if min(args.widths) < 1 or min(args.batch_sizes) < 1:
@@ -144,10 +135,9 @@ def trainer_kwargs(epochs: int, accelerator: str, device: torch.device) -> dict:
                 num_sanity_val_steps=0, limit_val_batches=0)
 
 
-def train_lightning(net: nn.Module, datamodule: InMemoryDataModule, kwargs: dict, steps_per_call: int,
+def train_lightning(net: nn.Module, datamodule: InMemoryDataModule, kwargs: dict,
                     device: torch.device) -> nn.Module:
-    model = Classifier(net, datamodule.num_classes, optimizer=functools.partial(torch.optim.Adam, lr=LR),
-                       steps_per_call=steps_per_call)
+    model = Classifier(net, datamodule.num_classes, optimizer=functools.partial(torch.optim.Adam, lr=LR))
     trainer = pl.Trainer(**kwargs)
     trainer.fit(model, datamodule=datamodule)
     root = trainer.strategy.root_device
@@ -194,14 +184,14 @@ def max_weight_diff(a: nn.Module, b: nn.Module) -> float:
 
 
 def bench_configuration(width: int, batch_size: int, datamodule: InMemoryDataModule, cpu_data: TensorDataset,
-                        args: argparse.Namespace, kwargs: dict, steps_per_call: int, device: torch.device) -> Runs:
+                        args: argparse.Namespace, kwargs: dict, device: torch.device) -> Runs:
     datamodule.batch_size = batch_size  # train_dataloader() reads it on every call
     torch.manual_seed(SEED)
     init = copy.deepcopy(MLP(datamodule.input_shape, datamodule.num_classes, depth=DEPTH, width=width).state_dict())
     runs = Runs()
     for round_index in range(args.repeats + 1):
         lightning, lightning_net = timed(device, lambda: train_lightning(
-            fresh_net(init, width, datamodule, device), datamodule, kwargs, steps_per_call, device))
+            fresh_net(init, width, datamodule, device), datamodule, kwargs, device))
         plain, plain_net = timed(device, lambda: train_plain(
             fresh_net(init, width, datamodule, device), datamodule, args.epochs))
         loader, _ = timed(device, lambda: train_dataloader_loop(
@@ -240,12 +230,11 @@ def main() -> None:
     n_train = len(datamodule.y_train)
     samples = n_train * args.epochs
     kwargs = trainer_kwargs(args.epochs, accelerator, device)
-    steps_per_call = resolve_steps_per_call(args.steps_per_call, kwargs, datamodule)
 
     print(f"bench_training: MNIST MLP depth {DEPTH}, {n_train} training samples x {args.epochs} epoch(s), "
           f"{args.repeats} rounds after 1 warm-up, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, pytorch-lightning {pl.__version__}, "
-          f"python {platform.python_version()}, steps_per_call {args.steps_per_call} = {steps_per_call}")
+          f"python {platform.python_version()}")
     print("samples/s: median [min-max] over rounds; ratios: median [min-max] of per-round pairs\n")
     header = (f"{'width':>5} {'batch':>5}  {'lightning':>22}  {'plain':>22}  {'dataloader':>22}  "
               f"{'L/plain wall':>18}  {'overhead':>8}  {'L/plain cpu':>11}  {'+ms/step':>8}  {'DL/plain':>8}")
@@ -256,8 +245,7 @@ def main() -> None:
     max_diff = 0.0
     for batch_size in args.batch_sizes:
         for width in args.widths:
-            runs = bench_configuration(width, batch_size, datamodule, cpu_data, args, kwargs, steps_per_call,
-                                       device)
+            runs = bench_configuration(width, batch_size, datamodule, cpu_data, args, kwargs, device)
             max_diff = max(max_diff, runs.max_weight_diff)
             wall = paired_ratios(runs.lightning, runs.plain, "wall")
             cpu = paired_ratios(runs.lightning, runs.plain, "cpu")

@@ -92,9 +92,6 @@ class InMemoryDataModule(pl.LightningDataModule):
                                           dict(checksums) if checksums else None,
                                           dict(options) if options else None)
         self.device = torch.device("cpu")
-        # batches per training_step: train_dataloader() yields chunks of this many when > 1;
-        # Classifier.setup sets it to its own steps_per_call
-        self.steps_per_call = 1
         self._loaders: weakref.WeakSet[TensorBatchLoader] = weakref.WeakSet()
         self._ready = False
         self.x_train = self.y_train = self.y_train_clean = self.noisy_mask = None
@@ -198,17 +195,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self
 
     def _loader(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                drop_last: bool = False, whole: bool = False, chunk: int = 1, augment=None) -> TensorBatchLoader:
+                drop_last: bool = False, whole: bool = False, augment=None) -> TensorBatchLoader:
         self.setup()
         rank_args = {"rank": 0, "world_size": 1} if whole else {}
         loader = TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
-                                   chunk=chunk, augment=augment, **rank_args)
+                                   augment=augment, **rank_args)
         self._loaders.add(loader)
         return loader
 
     def train_dataloader(self) -> TensorBatchLoader:
         return self._loader(self.x_train, self.y_train, self.batch_size, self.shuffle, self.drop_last,
-                            chunk=self.steps_per_call, augment=self.augment)
+                            augment=self.augment)
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader(self.x_val, self.y_val, self.eval_batch_size)

@@ -12,15 +12,10 @@ W - 1 samples left over are different ones each epoch when shuffling.
 Lightning calls `loader.sampler.set_epoch(epoch)` at the start of every epoch (its hook for
 distributed samplers), which keeps the order tied to the trainer's epoch, also after a resume.
 Used on its own, the loader advances one epoch per pass.
-
-With `chunk=k > 1` it yields lists of k consecutive (x, y) batches instead (the last list may be
-shorter): what `Classifier` with `steps_per_call=k` takes per training_step. Chunks are cut after
-the per-rank sharding, so every rank still gets the same number of them.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator
 
@@ -61,13 +56,11 @@ class TensorBatchLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
                  seed: int = 0, drop_last: bool = False, rank: int | None = None,
-                 world_size: int | None = None, chunk: int = 1, augment=None):
+                 world_size: int | None = None, augment=None):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
-        if chunk < 1:
-            raise ValueError(f"chunk={chunk}: must be >= 1")
         if (rank is None) != (world_size is None):
             raise ValueError(f"rank={rank}, world_size={world_size}: pass both or neither")
         if world_size is not None and not (world_size >= 1 and 0 <= rank < world_size):
@@ -76,7 +69,6 @@ class TensorBatchLoader:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.chunk = chunk
         self.augment = augment  # data.augment: f(x_batch, numpy Generator) -> x_batch, training only
         self.rank, self.world_size = rank, world_size
         self.sampler = EpochSampler(shuffle, seed)
@@ -106,17 +98,9 @@ class TensorBatchLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __len__(self) -> int:
-        return math.ceil(self.num_batches() / self.chunk)
+        return self.num_batches()
 
-    def __iter__(self) -> Iterator[Batch | list[Batch]]:
-        batches = self._batches()
-        if self.chunk == 1:
-            yield from batches
-            return
-        while chunk := list(itertools.islice(batches, self.chunk)):
-            yield chunk
-
-    def _batches(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch]:
         # A generator: nothing below runs (and no epoch is used up) until the first batch is asked for.
         rank, world = self.rank_and_world_size()
         epoch = self.sampler.epoch
@@ -143,4 +127,4 @@ class TensorBatchLoader:
 
     def __repr__(self) -> str:
         return (f"TensorBatchLoader(n={len(self.x)}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"drop_last={self.drop_last}, chunk={self.chunk}, device={self.x.device})")
+                f"drop_last={self.drop_last}, device={self.x.device})")
