@@ -54,7 +54,9 @@ class NeuralCodeCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.epochs = capture_epochs(self.spec, trainer.max_epochs)
         self.units = describe_units(pl_module, trainer.datamodule.input_shape)
-        self.layers = parse_layers(self.layer_spec, len(self.units))
+        # names as the network has them (the module wraps it as `net`)
+        names = [name.removeprefix("net.") for name, _ in self.units]
+        self.layers = parse_layers(self.layer_spec, len(self.units), names=names)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if 0 in self.epochs:
