@@ -67,6 +67,11 @@ class NeuralCodeCallback(pl.Callback):
         if epoch in self.epochs:
             self.capture(trainer, pl_module, epoch=epoch)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # trainer.max_epochs=0 skips the training loop and its hooks: analyse the network at init
+        if 0 in self.epochs and 0 not in self._done:
+            self.capture(trainer, pl_module, epoch=0)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch  # epochs completed when training stopped
         if self.capture_last and epoch not in self._done and 0 < epoch < trainer.max_epochs:
