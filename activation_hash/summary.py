@@ -31,5 +31,5 @@ def print_summary(records: list[dict[str, Any]], console: Console | None = None)
     for epoch in sorted(by_epoch):
         row = by_epoch[epoch]
         bits = str(row.get("n_bits_used", row.get("n_bits", "")))
-        table.add_row(str(epoch), bits, *(f"{row[k]:.3f}" if k in row else "" for k, _ in present))
+        table.add_row(str(epoch), bits, *(f"{row[k]:.3f}" if row.get(k) is not None else "" for k, _ in present))
     (console or Console()).print(table)

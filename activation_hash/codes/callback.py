@@ -54,7 +54,9 @@ class NeuralCodeCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.epochs = capture_epochs(self.spec, trainer.max_epochs)
         self.units = describe_units(pl_module, trainer.datamodule.input_shape)
-        self.layers = parse_layers(self.layer_spec, len(self.units))
+        # names as the network has them (the module wraps it as `net`)
+        names = [name.removeprefix("net.") for name, _ in self.units]
+        self.layers = parse_layers(self.layer_spec, len(self.units), names=names)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if 0 in self.epochs:
@@ -64,6 +66,11 @@ class NeuralCodeCallback(pl.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
             self.capture(trainer, pl_module, epoch=epoch)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # trainer.max_epochs=0 skips the training loop and its hooks: analyse the network at init
+        if 0 in self.epochs and 0 not in self._done:
+            self.capture(trainer, pl_module, epoch=0)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch  # epochs completed when training stopped
@@ -97,9 +104,11 @@ class NeuralCodeCallback(pl.Callback):
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
         if self.diameter is not None:
             metrics.update(diameter_metrics(pl_module, dm.x_test, self.layers, self.diameter))
+        metrics = mark_dead_network(metrics)
         elapsed = time.perf_counter() - started
         common = {"epoch": epoch, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
+                  "dead_network": metrics.pop("dead_network"),
                   "capture_seconds": round(elapsed, 3)}
         rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
                 for split in ("train", "test")]
@@ -116,12 +125,13 @@ class NeuralCodeCallback(pl.Callback):
         for split in splits:
             if self.memmap:
                 self._memmap_path(epoch, split).unlink(missing_ok=True)
-        logged = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        logged = {k: float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and v is not None and math.isfinite(v)}
         logged["epoch"] = float(epoch)
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=trainer.global_step)
         if self.verbose:
-            _print_capture(epoch, metrics, elapsed)
+            _print_capture(epoch, metrics, elapsed, dead=common["dead_network"])
         return rows
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
@@ -141,8 +151,26 @@ _SHORT = [("train/redundancy", "red.tr"), ("test/redundancy", "red.te"), ("test/
           ("test/knn_acc", "knn"), ("test/logreg_acc", "logreg"), ("test/net_acc", "net")]
 
 
-def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float) -> None:
+# measured on the network itself, not on its codes: meaningful for a dead network too
+_NOT_FROM_CODES = ("net_acc", "net_loss", "/n")
+
+
+def mark_dead_network(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Flag a capture whose codes have no varying bit (`n_bits_used == 0`: every unit constant on
+    the training set). Its code metrics would score one shared code, so they become None."""
+    dead = metrics.get("n_bits_used") == 0
+    out = dict(metrics, dead_network=dead)
+    if dead:
+        for key in out:
+            if key.startswith(("train/", "test/")) and not key.endswith(_NOT_FROM_CODES):
+                out[key] = None
+    return out
+
+
+def _print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float, dead: bool = False) -> None:
     from rich import get_console
-    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if key in metrics]
+    parts = [f"{short} {metrics[key]:.3f}" for key, short in _SHORT if metrics.get(key) is not None]
+    if dead:
+        parts.insert(0, "[red]dead network: every unit constant, 0 bits used, code metrics not scored[/]")
     get_console().print(f"[bold]epoch {epoch:>3}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
                         soft_wrap=True, highlight=False)

@@ -16,7 +16,7 @@ Replaced (call site → module):
     torch.clamp / x.clamp / clamp_min / clip with min=0 and no max (and their in-place forms)
                                                           → nn.ReLU(inplace)
 In-place calls stay in place, so later reads of the mutated tensor see the same values. Existing
-nn.ReLU-like modules are kept as they are. Not replaced: F.prelu and F.rrelu (they need
+nn.ReLU-like modules and `CodeUnit` markers are kept as they are. Not replaced: F.prelu and F.rrelu (they need
 parameters or a training flag), F.relu6 / hardtanh (three pieces, not units of the code),
 clamps at thresholds other than 0. (A clamp at 0 passes gradient 1 at exactly 0 where nn.ReLU
 passes 0; values are identical.)
@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
+
+from activation_hash.codes.units import CodeUnit
 
 
 class UntraceableModelError(RuntimeError):
@@ -123,10 +125,17 @@ def _exists(root: nn.Module, path: str) -> bool:
     return True
 
 
+class _KeepCodeUnits(fx.Tracer):
+    """The default tracer, except that `CodeUnit` markers stay modules (an identity would vanish)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, CodeUnit) or super().is_leaf_module(m, module_qualified_name)
+
+
 def modularize_relus(model: nn.Module) -> fx.GraphModule:
     """Trace `model` and give every functional ReLU-like call site its own module (see module doc)."""
     try:
-        traced = fx.symbolic_trace(model)
+        traced = fx.GraphModule(model, _KeepCodeUnits().trace(model), type(model).__name__)
     except Exception as exc:
         cls = type(model).__name__
         raise UntraceableModelError(
