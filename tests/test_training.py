@@ -178,3 +178,12 @@ def test_metrics_device_selection_on_cpu(tiny_cfg) -> None:
             run(tiny_cfg("metrics.device=cuda"))  # before training: no run directory yet
     with pytest.raises(ValueError, match=r"metrics.device='tpu9': allowed auto, cpu, cuda, cuda:N"):
         metrics_device("tpu9", cpu)
+
+
+def test_ddp_trainer_composes_and_runs_on_one_cpu(tiny_cfg) -> None:
+    cfg = tiny_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.max_epochs=1",
+                   "codes.epochs=[0,1]")
+    assert cfg.trainer.strategy == "ddp"
+    result = run(cfg)
+    assert [r["epoch"] for r in _jsonl(result)] == [0, 0, 1, 1]
+    assert 0 <= result["test/knn_acc"] <= 1

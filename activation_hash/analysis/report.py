@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
+from activation_hash.analysis.binary_encoding_figures import latent_histograms
 from activation_hash.analysis.figures import Recipe, label, render
 from activation_hash.analysis.retrieval_figures import retrieval_section
 from activation_hash.analysis.phase import REGIMES, PhaseChart, PhaseRule, classify, plot_phase
@@ -121,6 +122,7 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     retrieval_cfg = OmegaConf.to_container(cfg.retrieval, resolve=True) if "retrieval" in cfg else None
     lines += retrieval_section(plotted, retrieval_cfg, out, _write_png, dpi, skipped)
     lines += _phase_section(plotted, rule, charts, labels, ignore, out, dpi, skipped)
+    lines += latent_histograms(plotted, out, dpi, _write_png)  # binary-encoding study only
 
     lines.append("## Skipped\n")
     lines += [f"- `{name}`: {why}" for name, why in skipped] or ["Nothing was skipped."]

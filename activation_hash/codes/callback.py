@@ -68,7 +68,7 @@ class NeuralCodeCallback(pl.Callback):
             self.data = describe_data(trainer.datamodule)
         self.units = describe_units(pl_module, self.data.input_shape)
         self.probes = enabled_probes(self.probe_cfg, self.data.input_shape)
-        self.layers = parse_layers(self.layer_spec, len(self.units))
+        self.layers = parse_layers(self.layer_spec, len(self.units), names=[name for name, _ in self.units])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if 0 in self.epochs:
@@ -122,8 +122,9 @@ class NeuralCodeCallback(pl.Callback):
             x_test, _ = data.test_batch(int(self.diameter.get("n_samples", 600)), pl_module.device)
             metrics.update(diameter_metrics(pl_module, x_test, self.layers, self.diameter))
         dead = metrics.get("n_bits_used") == 0
-        if dead:  # every unit constant: no code to score, whatever the metrics say of 0-bit codes
-            metrics = {k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}
+        if dead:  # every unit constant: no code to score; the code metrics are there, as null
+            names = {n for name in self._which() if name in families() for n in families()[name].names}
+            metrics = {**dict.fromkeys(names), **{k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}}
         if self.probes:
             metrics.update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))
         elapsed = time.perf_counter() - started
@@ -153,10 +154,14 @@ class NeuralCodeCallback(pl.Callback):
             _print_capture(epoch, metrics, elapsed, dead)
         return rows
 
+    def _which(self) -> list[str]:
+        which = self.metric_kwargs.get("which", WHICH)
+        return [which] if isinstance(which, str) else list(which)
+
     def _extras(self) -> list[str]:
         """The per-sample arrays the selected metric families need or want (see registry.EXTRAS)."""
         known = families()
-        return sorted({need for name in self.metric_kwargs.get("which", WHICH) if name in known
+        return sorted({need for name in self._which() if name in known
                        for need in (*known[name].needs, *getattr(known[name], "wants", ()))})
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:

@@ -17,6 +17,7 @@ zero padding at the end of the code) so only packed bytes ever cross to the host
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 
@@ -47,16 +48,27 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     return (bits.view(n, -1, 8).to(torch.uint8) * weights).sum(-1, dtype=torch.uint8)
 
 
-def parse_layers(spec: object, n_layers: int, key: str = "codes.layers") -> list[int]:
+def parse_layers(spec: object, n_layers: int, key: str = "codes.layers",
+                 names: Sequence[str] | None = None) -> list[int]:
     """Turn a layer selection into sorted 0-based layer indices.
 
     Accepted (layers are numbered 1..L in forward order): `all` / null; an int k; a list of
-    ints; a string range "i..j" (inclusive), "..j" (layers 1..j) or "i.." (layers i..L).
+    ints; a string range "i..j" (inclusive), "..j" (layers 1..j) or "i.." (layers i..L); or
+    "name:PATTERN", a shell glob (fnmatch) on the recorded layer names `names`, e.g.
+    "name:latent*" for a latent CodeUnit or "name:layer1.*" for a stage's ReLUs.
     """
-    allowed = (f"'all', an int or list of ints in 1..{n_layers}, or a range 'i..j', '..j', 'i..' "
-               f"(the network has {n_layers} ReLU layers)")
+    allowed = (f"'all', an int or list of ints in 1..{n_layers}, a range 'i..j', '..j', 'i..', or "
+               f"'name:GLOB' on the layer names (the network has {n_layers} code layers)")
     if spec is None or spec == "all":
         return list(range(n_layers))
+    if isinstance(spec, str) and spec.startswith("name:"):
+        if names is None:
+            raise ValueError(f"{key}={spec!r}: a name selection needs the layer names")
+        chosen_names = [i for i, name in enumerate(names) if fnmatch.fnmatchcase(name, spec[5:])]
+        if not chosen_names:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ValueError(f"{key}={spec!r} matches no layer; the layers are: {shown}")
+        return chosen_names
     if isinstance(spec, str):
         match = re.fullmatch(r"\s*(\d*)\s*\.\.\s*(\d*)\s*", spec)
         if match is None:

@@ -34,6 +34,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from activation_hash.data.augment import make_augment
 from activation_hash.data.sources import DATASETS, Arrays, Source, make_source
 from activation_hash.data.tensor_loader import TensorBatchLoader
 
@@ -67,8 +68,9 @@ class InMemoryDataModule(pl.LightningDataModule):
                  random_inputs: str | None = "none", test_size: int | None = None, batch_size: int = 128,
                  eval_batch_size: int = 1024, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
                  mirrors: Sequence[str] | None = None, checksums: Mapping[str, str | None] | None = None,
-                 options: Mapping[str, Any] | None = None):
+                 options: Mapping[str, Any] | None = None, augment: str | None = None):
         super().__init__()
+        self.augment = make_augment(augment)  # data.augment (training batches only): none | flip_crop
         random_inputs = "none" if random_inputs is None else random_inputs
         if root is None and name in FILE_DATASETS:
             root = default_root()
@@ -193,16 +195,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self
 
     def _loader(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                drop_last: bool = False, whole: bool = False) -> TensorBatchLoader:
+                drop_last: bool = False, whole: bool = False, augment=None) -> TensorBatchLoader:
         self.setup()
         rank_args = {"rank": 0, "world_size": 1} if whole else {}
         loader = TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
-                                   **rank_args)
+                                   augment=augment, **rank_args)
         self._loaders.add(loader)
         return loader
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader(self.x_train, self.y_train, self.batch_size, self.shuffle, self.drop_last)
+        return self._loader(self.x_train, self.y_train, self.batch_size, self.shuffle, self.drop_last,
+                            augment=self.augment)
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader(self.x_val, self.y_val, self.eval_batch_size)

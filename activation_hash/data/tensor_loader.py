@@ -12,7 +12,6 @@ W - 1 samples left over are different ones each epoch when shuffling.
 Lightning calls `loader.sampler.set_epoch(epoch)` at the start of every epoch (its hook for
 distributed samplers), which keeps the order tied to the trainer's epoch, also after a resume.
 Used on its own, the loader advances one epoch per pass.
-
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ class TensorBatchLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
                  seed: int = 0, drop_last: bool = False, rank: int | None = None,
-                 world_size: int | None = None):
+                 world_size: int | None = None, augment=None):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
         if batch_size < 1:
@@ -70,6 +69,7 @@ class TensorBatchLoader:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self.augment = augment  # data.augment: f(x_batch, numpy Generator) -> x_batch, training only
         self.rank, self.world_size = rank, world_size
         self.sampler = EpochSampler(shuffle, seed)
         self.batch_sampler = None  # Lightning looks for both attributes once `sampler` exists
@@ -108,14 +108,17 @@ class TensorBatchLoader:
         order = self.sampler.order(len(self.x), epoch, rank, world)
         n = len(self.x) if order is None else len(order)
         stop = n - n % self.batch_size if self.drop_last else n
+        rng = np.random.default_rng([self.sampler.seed, epoch, rank, 1]) if self.augment else None
         if order is None:
             for start in range(0, stop, self.batch_size):
-                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+                x = self.x[start:start + self.batch_size]
+                yield (self.augment(x, rng) if rng else x), self.y[start:start + self.batch_size]
             return
         index = torch.from_numpy(order).to(self.x.device)
         for start in range(0, stop, self.batch_size):
             idx = index[start:start + self.batch_size]
-            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+            x = self.x.index_select(0, idx)
+            yield (self.augment(x, rng) if rng else x), self.y.index_select(0, idx)
 
     def to(self, device: torch.device | str) -> TensorBatchLoader:
         """Move the held tensors (in place); returns self."""
