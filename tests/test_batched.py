@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from activation_hash.batched import BatchedMLP
 from activation_hash.batched.fit import fit
 from activation_hash.batched.members import build_member
+from activation_hash.batched.mlp import max_relative_difference
 from tests.conftest import TINY, compose_config
 
 RTOL = 1e-4  # measured maximum relative difference after 3 epochs: see docs/notes/batched.md
@@ -36,28 +37,11 @@ def _solo_train(member, epochs: int):
     return net
 
 
-def _noise_keys(net: torch.nn.Sequential) -> set[str]:
-    """A Linear bias right before BatchNorm has true gradient 0 (the norm removes it): its value, and
-    the running mean it shifts, are rounding noise that Adam scales up to lr-sized steps, in a solo
-    run as much as in a batched one. The function does not depend on it in training mode (checked
-    separately by comparing outputs)."""
-    keys, modules = set(), list(net)
-    for i, (a, b) in enumerate(zip(modules, modules[1:])):
-        if isinstance(a, torch.nn.Linear) and isinstance(b, torch.nn.BatchNorm1d):
-            keys |= {f"{i}.bias", f"{i + 1}.running_mean"}
-    return keys
-
-
 def _max_rel_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    worst, skip = 0.0, _noise_keys(b)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        if name in skip:
-            continue
         if not p.dtype.is_floating_point:
-            assert torch.equal(p, q), name
-        else:
-            worst = max(worst, ((p - q).abs().max() / q.abs().max().clamp_min(1e-12)).item())
-    return worst
+            assert torch.equal(p, q), name  # num_batches_tracked
+    return max_relative_difference(a, b)
 
 
 VARIANTS = [["seed=0", "model.width=16"], ["seed=1", "model.width=7"],
@@ -102,7 +86,7 @@ def test_final_weights_equal_solo_runs(tmp_path, extra) -> None:
                 acts.append(h > 0)
         agree = (torch.cat(acts, 1) == code).float().mean().item()
         # with batch norm, eval mode uses the running mean, which carries the pre-norm bias's rounding
-        # noise (see _noise_keys): a few percent of the bits near 0 flip, as between any two BLAS builds
+        # noise (see activation_hash.batched.mlp.rounding_noise_keys): a few percent of the bits near 0 flip, as between any two BLAS builds
         assert agree > (0.95 if batched.batch_norm else 0.999), agree
 
 
