@@ -35,7 +35,7 @@ def train_epoch(model: BatchedMLP, loaders: Sequence, optimizer: torch.optim.Opt
         saved = [t.detach()[stopped].clone() for t in state] if stopped else None
         optimizer.zero_grad()
         logits = model(x)
-        per_member = torch.stack([F.cross_entropy(logits[m], y[m]) for m in range(model.members)])
+        per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
         weights = torch.tensor([float(a) for a in active])
         (per_member * weights).sum().backward()
         optimizer.step()
