@@ -1,0 +1,154 @@
+"""BatchedMLP: M ReLU MLPs of one depth as stacked tensors, one `torch.baddbmm` per layer.
+
+Built from the members' solo `activation_hash.models.mlp.MLP`s (their parameters copied, so the
+initial weights are exactly a solo run's). Hidden widths may differ: each layer is padded to the
+largest member's width with zero weights and biases, and a 0/1 mask multiplies the weights, the
+biases and the ReLU output, so a padded unit never fires, its parameters get zero gradient (the
+mask is in the graph) and stay zero under Adam/SGD (zero grad, zero state, zero update; weight
+decay of a zero weight is zero), and `member_codes` drops it.
+
+Batch norm is per member by hand: each member's statistics over its own batch (biased variance
+for normalization, unbiased for the running estimate, momentum 0.1, eps 1e-5, as BatchNorm1d).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _layers(solo: nn.Sequential) -> list[tuple[nn.Linear, nn.BatchNorm1d | None]]:
+    """(Linear, BatchNorm1d or None) per layer of a solo MLP; the last has no ReLU."""
+    out: list[tuple[nn.Linear, nn.BatchNorm1d | None]] = []
+    for module in solo:
+        if isinstance(module, nn.Linear):
+            out.append((module, None))
+        elif isinstance(module, nn.BatchNorm1d):
+            out[-1] = (out[-1][0], module)
+        elif not isinstance(module, (nn.Flatten, nn.ReLU)):
+            raise ValueError(f"model: {type(module).__name__} layers cannot be batched (MLP only)")
+    return out
+
+
+class BatchedMLP(nn.Module):
+    def __init__(self, solos: Sequence[nn.Sequential], momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        per_member = [_layers(s) for s in solos]
+        if len({len(p) for p in per_member}) != 1:
+            raise ValueError("model.depth: batched members must have the same number of layers")
+        if len({tuple(bn is not None for _, bn in p) for p in per_member}) != 1:
+            raise ValueError("model.batch_norm: batched members must all use batch norm or none")
+        self.members, self.momentum, self.eps = len(solos), momentum, eps
+        self.widths = [[lin.out_features for lin, _ in p] for p in per_member]
+        self.batch_norm = per_member[0][0][1] is not None
+        self.weight, self.bias, self.gamma, self.beta = (nn.ParameterList() for _ in range(4))
+        self.has_bias = per_member[0][0][0].bias is not None
+        self.register_buffer("num_batches_tracked", torch.zeros(self.members, dtype=torch.long))
+        fan_in = per_member[0][0][0].in_features
+        for i in range(len(per_member[0])):
+            width = max(p[i][0].out_features for p in per_member)
+            w = torch.zeros(self.members, fan_in, width)
+            b = torch.zeros(self.members, 1, width)
+            mask = torch.zeros(self.members, 1, width)
+            g, be = torch.zeros(self.members, 1, width), torch.zeros(self.members, 1, width)
+            rm, rv = torch.zeros(self.members, width), torch.zeros(self.members, width)
+            for m, layers in enumerate(per_member):
+                lin, bn = layers[i]
+                w[m, :lin.in_features, :lin.out_features] = lin.weight.detach().T
+                if lin.bias is not None:
+                    b[m, 0, :lin.out_features] = lin.bias.detach()
+                mask[m, 0, :lin.out_features] = 1
+                if bn is not None:
+                    g[m, 0, :lin.out_features], be[m, 0, :lin.out_features] = bn.weight.detach(), bn.bias.detach()
+                    rm[m, :lin.out_features] = bn.running_mean
+                    rv[m, :lin.out_features] = bn.running_var
+            self.weight.append(nn.Parameter(w))
+            self.bias.append(nn.Parameter(b, requires_grad=self.has_bias))
+            self.register_buffer(f"mask{i}", mask)
+            # the input mask of layer i+1 is the output mask of layer i
+            if self.batch_norm and i < len(per_member[0]) - 1:
+                self.gamma.append(nn.Parameter(g))
+                self.beta.append(nn.Parameter(be))
+                self.register_buffer(f"running_mean{i}", rm)
+                self.register_buffer(f"running_var{i}", rv)
+            fan_in = width
+
+    @property
+    def depth(self) -> int:
+        return len(self.weight)
+
+    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """x: (M, B, ...) one batch per member -> logits (M, B, classes). With `keep` a list,
+        the masked post-ReLU activations of every hidden layer are appended to it."""
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        for i in range(self.depth):
+            mask = getattr(self, f"mask{i}")
+            h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+            if i == self.depth - 1:
+                return h
+            if self.batch_norm:
+                h = self._norm(h, i)
+            h = torch.relu(h) * mask
+            if keep is not None:
+                keep.append(h)
+        raise AssertionError("unreachable")
+
+    def _norm(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        rm, rv = getattr(self, f"running_mean{i}"), getattr(self, f"running_var{i}")
+        if self.training:
+            mean, var = h.mean(dim=1), h.var(dim=1, unbiased=False)
+            n = h.shape[1]
+            with torch.no_grad():
+                if i == 0:
+                    self.num_batches_tracked.add_(1)
+                rm.mul_(1 - self.momentum).add_(self.momentum * mean)
+                rv.mul_(1 - self.momentum).add_(self.momentum * var * n / max(n - 1, 1))
+        else:
+            mean, var = rm, rv
+        h = (h - mean[:, None]) / torch.sqrt(var[:, None] + self.eps)
+        return h * self.gamma[i] + self.beta[i]
+
+    def member_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per member, its boolean code (B, its own units): the sign of every real hidden unit."""
+        keep: list[torch.Tensor] = []
+        self.forward(x, keep)
+        return [torch.cat([(h[m, :, :w] > 0) for h, w in zip(keep, self.widths[m][:-1])], dim=1)
+                for m in range(self.members)]
+
+    def member_state(self, m: int, solo: nn.Sequential) -> nn.Sequential:
+        """Copy member m's parameters back into its solo MLP (same architecture) and return it."""
+        with torch.no_grad():
+            for i, (lin, bn) in enumerate(_layers(solo)):
+                lin.weight.copy_(self.weight[i][m, :lin.in_features, :lin.out_features].T)
+                if lin.bias is not None:
+                    lin.bias.copy_(self.bias[i][m, 0, :lin.out_features])
+                if bn is not None:
+                    bn.weight.copy_(self.gamma[i][m, 0, :lin.out_features])
+                    bn.bias.copy_(self.beta[i][m, 0, :lin.out_features])
+                    bn.running_mean.copy_(getattr(self, f"running_mean{i}")[m, :lin.out_features])
+                    bn.running_var.copy_(getattr(self, f"running_var{i}")[m, :lin.out_features])
+                    bn.num_batches_tracked.copy_(self.num_batches_tracked[m])
+        return solo
+
+
+def rounding_noise_keys(solo: nn.Sequential) -> set[str]:
+    """State keys of a solo MLP whose values are rounding noise: a Linear bias right before
+    BatchNorm has true gradient 0 (the norm removes it), so its value and the running mean it
+    shifts are float noise that Adam scales up to lr-sized steps, in a solo run as much as in a
+    batched one. The training-mode function does not depend on them."""
+    keys, modules = set(), list(solo)
+    for i, (a, b) in enumerate(zip(modules, modules[1:])):
+        if isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d):
+            keys |= {f"{i}.bias", f"{i + 1}.running_mean"}
+    return keys
+
+
+def max_relative_difference(a: nn.Sequential, b: nn.Sequential) -> float:
+    """max over float state tensors (except rounding_noise_keys) of max|a - b| / max|b|."""
+    worst, skip = 0.0, rounding_noise_keys(b)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        if name not in skip and p.dtype.is_floating_point:
+            worst = max(worst, ((p - q).abs().max() / q.abs().max().clamp_min(1e-12)).item())
+    return worst
