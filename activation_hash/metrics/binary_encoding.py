@@ -16,11 +16,10 @@ latent arrays ``z`` (n, d), labels and predictions.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-from sklearn.mixture import GaussianMixture
 
 
 def binarity(z: np.ndarray, seed: int = 0) -> dict[str, float]:
+    from sklearn.mixture import GaussianMixture  # imported here: the metrics package loads numpy only
     z = np.asarray(z, dtype=np.float64)
     separations, sigmas = [], []
     for column in z.T:
@@ -90,6 +89,7 @@ def auroc(positive: np.ndarray, scores: np.ndarray) -> float:
     if positive.all() or not positive.any():
         return float("nan")
     scores = np.nan_to_num(np.asarray(scores, np.float64), neginf=-1e300, posinf=1e300)
+    from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(positive, scores))
 
 
