@@ -101,7 +101,8 @@ def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
     aside.mkdir()
     for entry in entries:
         entry.rename(aside / entry.name)
-    why = (f"the config changed: {', '.join(changed[:10])}{', ...' if len(changed) > 10 else ''}" if changed
+    listed = ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else "")
+    why = (f"it holds a run with a different config (changed: {listed})" if changed
            else "it holds an earlier run that did not finish (or skip_finished=false)")
     log.warning("%s: previous outputs moved to %s because %s; starting from an empty directory", out, aside, why)
     return None

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 class ConfigError(ValueError):
     """A user error in the config: the message is `KEY=VALUE: what is allowed`."""
 
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
+    def __init__(self, key: str, value: Any, allowed: str, sep: str = ": ") -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={_show(value)}: {allowed}")
+        super().__init__(f"{key}={_show(value)}{sep}{allowed}")
 
 
 def _show(value: Any) -> str:
@@ -103,7 +103,7 @@ def betas(v: Any) -> str | None:
 
 
 def _capture_schedule(cfg: DictConfig) -> Check:
-    from activation_hash.codes.schedule import ALLOWED, capture_epochs
+    from activation_hash.codes.schedule import ALLOWED, capture_epochs  # noqa: F401
 
     def check(v: Any) -> str | None:
         max_epochs = cfg.trainer.get("max_epochs")
@@ -111,8 +111,8 @@ def _capture_schedule(cfg: DictConfig) -> Check:
             return None  # reported under trainer.max_epochs
         try:
             capture_epochs(OmegaConf.to_object(v) if isinstance(v, ListConfig) else v, max_epochs)
-        except ValueError:
-            return f"{ALLOWED}; every epoch within 0..trainer.max_epochs={max_epochs}"
+        except ValueError as err:  # its message already names the bad epochs and what is allowed
+            return str(err).split(" ", 1)[-1] if " " in str(err) else f"use {ALLOWED}"
         return None
     return check
 

@@ -23,7 +23,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"steps_per_call={steps!r}: must be auto or an int >= 1")
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
-        raise ConfigError("output_dir", str(out), "is a file; it must be a directory (or not exist yet)")
+        raise ConfigError("output_dir", str(out), "is a file; it must be a directory (or not exist yet)", sep=" ")
 
 
 def check_against_data(cfg: DictConfig, n_train: int) -> None:
@@ -31,7 +31,7 @@ def check_against_data(cfg: DictConfig, n_train: int) -> None:
     k = cfg.metrics.knn_k
     if "knn" in cfg.metrics.get("which", ["knn"]) and k > n_train:
         raise ConfigError("metrics.knn_k", k, f"is larger than the training set ({n_train} samples); "
-                          f"allowed: 1..{n_train}")
+                          f"allowed: 1..{n_train}", sep=" ")
 
 
 def resolve_steps_per_call(requested: Any, trainer: Mapping[str, Any], datamodule: Any) -> int:
