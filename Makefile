@@ -14,8 +14,8 @@ STAMP := $(VENV)/.installed
 
 PROFILE ?= smoke
 OUTPUT ?= outputs
-STUDIES ?= model_size model_size_cifar10 training_time training_time_cifar10 sample_size sample_size_cifar10 \
-           regularization label_noise random_data layerwise diameter cnn_zoo
+# every experiment file is a study: a new study is one file in conf/experiment/
+STUDIES ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*.yaml))))
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

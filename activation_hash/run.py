@@ -10,7 +10,6 @@ Pure apart from the run directory it writes (cfg.output_dir):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 import socket
@@ -36,6 +35,7 @@ from activation_hash.devices import Placement, assign_devices, available_cpus
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
+from activation_hash.rundir import claim
 from activation_hash.summary import print_summary
 from activation_hash.validate import check_against_data, check_config
 
@@ -53,10 +53,13 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    out = Path(cfg.output_dir)
     check_config(cfg)
-    if cfg.get("skip_finished", False) and (previous := _finished_result(cfg, out)) is not None:
-        return previous
+    with claim(cfg, Path(cfg.output_dir)) as previous:  # owns the run dir; reuses or clears it
+        return previous if previous is not None else _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
@@ -75,7 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     placement = _placement(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
     atomic_write_json(out / "meta.json", _meta(units, placement))
 
     codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
@@ -115,33 +118,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-# Keys that do not change what a run computes: a finished run is reused whatever their values.
-_NOT_RESULT_KEYS = ("progress_bar", "skip_finished", "output_root", "output_dir", "logger", "codes.verbose",
-                    "data.root", "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "tags",
-                    "grid")  # the experiment's table of grids; the values this run took from it are in its other keys
-
-
-def _finished_result(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
-    """The result of a finished run in `out` made with the same config, else None."""
-    if not (out / "result.json").is_file() or not (out / "config.yaml").is_file():
-        return None
-    if _comparable(OmegaConf.load(out / "config.yaml")) != _comparable(cfg):
-        log.warning("%s finished with a different config; running it again", out)
-        return None
-    log.info("%s already finished with this config (result.json present); skipping it", out)
-    return json.loads((out / "result.json").read_text())
-
-
-def _comparable(cfg: DictConfig) -> dict[str, Any]:
+def _used(cfg: DictConfig) -> DictConfig:
+    """The config without the experiment's grid table (its values for this run are in the keys)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in _NOT_RESULT_KEYS:
-        *parents, leaf = key.split(".")
-        node = plain
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return plain
+    plain.pop("grid", None)
+    return OmegaConf.create(plain)
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:

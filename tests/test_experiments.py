@@ -19,7 +19,7 @@ from tests.conftest import REPO, compose_config
 
 EXPERIMENTS = experiment_names()
 STUDIES = ["model_size", "training_time", "sample_size", "regularization", "label_noise", "random_data",
-           "layerwise", "diameter", "cnn_zoo"]
+           "layerwise", "diameter", "cnn_zoo"]  # the paper's studies; the suite runs every file (EXPERIMENTS)
 
 
 def test_every_study_of_the_issue_has_an_experiment() -> None:

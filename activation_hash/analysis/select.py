@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from activation_hash.rundir import NOT_RESULT_KEYS
+
 RUN_COLUMNS = ("run_dir", "finished", "git_revision", "epochs_trained", "train_seconds")
 CAPTURE_COLUMNS = ("epoch", "step", "reason", "split", "n_bits", "n_bits_used", "capture_seconds")
-BOOKKEEPING = ("output_dir", "output_root", "tags", "progress_bar", "optimized_metric", "skip_finished", "grid.*",
-               "hydra.*", "logger", "logger.*", "data.root", "data.download", "data.num_workers", "data.pin_memory",
-               "data.mirrors", "data.checksums", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
-               "trainer.strategy", "trainer.enable_*", "trainer.log_every_n_steps", "codes.verbose", "codes.save",
-               "codes.memmap")
+# result-neutral keys (one list: activation_hash.rundir) and what they hold, for flattened columns
+BOOKKEEPING = (*NOT_RESULT_KEYS, *(f"{k}.*" for k in NOT_RESULT_KEYS), "trainer.strategy", "codes.save")
 
 
 class Skip(Exception):

@@ -36,6 +36,7 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # apt install dataset-fashion-mnist
 FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 FASHION_MD5 = {
     "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -110,8 +111,8 @@ class IdxSource:
     num_classes = 10
 
     def __init__(self, name: str, folder: str, root: str | Path, mirrors: Sequence[str],
-                 checksums: Mapping[str, str | None]):
-        self.name, self.folder, self.root = name, folder, Path(root)
+                 checksums: Mapping[str, str | None], also: Sequence[Path] = ()):
+        self.name, self.folder, self.root, self.also = name, folder, Path(root), tuple(also)
         self.mirrors, self.checksums = tuple(mirrors), dict(checksums)
 
     @property
@@ -120,7 +121,7 @@ class IdxSource:
 
     def find_files(self) -> list[Path] | None:
         """The four files (gz or raw) from the first folder that has all of them, else None."""
-        for folder in (self.download_dir, self.root):
+        for folder in (self.download_dir, self.root, *self.also):
             found = []
             for base in IDX_FILES:
                 candidates = [folder / f"{base}.gz", folder / base]
@@ -138,7 +139,8 @@ class IdxSource:
             expected = [self.download_dir / f"{base}.gz" for base in IDX_FILES]
             if not download:
                 raise _missing(self.name, self.root, expected, True,
-                               f"(the same files without .gz, or directly in {self.root}, are accepted too);\n")
+                               f"(the same files without .gz, or directly in {self.root}"
+                               + "".join(f" or {p}" for p in self.also) + ", are accepted too);\n")
             for path in expected:
                 if not path.is_file():
                     download_file(path.name, self.mirrors, path, self.checksums.get(path.name))
@@ -280,5 +282,5 @@ def make_source(name: str, root: str | Path | None, mirrors: Sequence[str] | Non
         return IdxSource("mnist", "MNIST", root, mirrors or MNIST_MIRRORS, {**MNIST_MD5, **(checksums or {})})
     if name == "fashion_mnist":
         return IdxSource("fashion_mnist", "FashionMNIST", root, mirrors or FASHION_MIRRORS,
-                         {**FASHION_MD5, **(checksums or {})})
+                         {**FASHION_MD5, **(checksums or {})}, also=(DEBIAN_FASHION_MNIST,))
     return Cifar10Source(root, mirrors or CIFAR_MIRRORS, {**CIFAR_MD5, **(checksums or {})})
