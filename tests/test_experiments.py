@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,3 +115,39 @@ def test_launcher_configs_compose(launcher: str, target: str) -> None:
     assert cfg.hydra.launcher._target_.startswith(target)
     if launcher == "slurm":
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min > 0
+
+
+# Model counts the paper states (PAPER.md); the regularization study's 345 = 3 regularizers x 23
+# widths x 5 seeds, its unregularized reference arm (rerun here with the study's own recipe) aside.
+PAPER_COUNTS = {"model_size": 115, "model_size_cifar10": 200, "sample_size": 210, "sample_size_cifar10": 480}
+
+
+@pytest.mark.parametrize("name, count", sorted(PAPER_COUNTS.items()))
+def test_paper_grids_have_the_papers_model_counts(name: str, count: int) -> None:
+    grid = hydra_grid(name, "paper")
+    assert np.prod([len(v) for v in grid.values()]) == count
+
+
+def test_paper_grids_match_the_papers_lists() -> None:
+    widths = [3, 7, 10, 15, 20, 23, 27, 30, 33, 37, 40, 43, 47, 50, 53, 57, 60, 65, 70, 75, 80, 90, 100]
+    regularization = hydra_grid("regularization", "paper")
+    assert regularization["model.width"] == widths and len(regularization["seed"]) == 5
+    assert [r for r in regularization["regularizer"] if r != "none"] == ["batch_norm", "gradient_clip", "weight_decay"]
+    assert hydra_grid("diameter", "paper")["model.width"] == [*range(5, 81, 5), 90, 100]
+    assert hydra_grid("sample_size", "paper")["data.train_size"] == [
+        10, 30, 60, 100, 300, 600, 1000, 2000, 3000, 6000, 10000, 20000, 30000, 60000]
+    appendix = [20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 40000]
+    assert set(appendix) < set(hydra_grid("sample_size_cifar10", "paper")["data.train_size"])
+
+
+@pytest.mark.parametrize("name", ["sample_size", "sample_size_cifar10"])
+def test_sample_size_studies_train_a_fixed_number_of_steps(name: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"+experiment={name}", "data=synthetic", "data.train_size=200", "model.width=8",
+                          "trainer.max_steps=7", "data.batch_size=64", "progress_bar=none", "codes.verbose=false"],
+                         output_dir=tmp_path / "run")
+    assert cfg.trainer.max_steps == 7 and cfg.trainer.max_epochs >= 10**6
+    run(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "encoding.jsonl").read_text().splitlines()]
+    # 200 samples / 64 = 4 steps per epoch: the 7th step falls in the 2nd epoch, which labels the
+    # capture; `step` is the exact count
+    assert [(r["epoch"], r["step"], r["reason"]) for r in rows] == [(2, 7, "stopped")] * 2
