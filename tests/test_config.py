@@ -79,3 +79,19 @@ def test_configs_load_from_an_installed_wheel(tmp_path: Path) -> None:
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["mnist", "7"]
+
+
+def test_help_lists_the_user_facing_groups_and_only_existing_options() -> None:
+    import re
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    out = subprocess.run([sys.executable, "-m", "activation_hash", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert "Most useful commands" in out and "cnn_recipe" not in out and "report" not in out.split("Config groups")[1]
+    conf = REPO / "conf"
+    for group in ("data", "model", "optimizer", "scheduler", "recipe", "regularizer", "logger"):
+        line = re.search(rf"^  {group} +(.+?)(?:  \w+ |$)", out, re.M).group(1)
+        options = [o.strip() for o in line.split(",") if o.strip() and o.strip() != "tiny/NAME"]
+        missing = [o for o in options if not (conf / group / f"{o}.yaml").is_file()]
+        assert options and not missing, (group, missing)
