@@ -12,6 +12,7 @@ paths expected), and `load()` returning the official train and test splits as `A
     cifar10        ROOT/cifar-10-batches-py/            (extracted from ROOT/cifar-10-python.tar.gz
                                                          or .tar.xz when only the archive is there)
     synthetic      a seeded Gaussian mixture clipped to [0, 1], image-shaped; for fast tests
+    moons, circles, spirals   seeded 2-D points, input_shape (2,) (activation_hash/data/planar.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from activation_hash.data.download import download_file
+from activation_hash.data.planar import PLANAR, PLANAR_DEFAULTS, SPIRAL_DEFAULTS, PlanarSource
 from activation_hash.data.readers import (check_idx_pair, extract_member_dir, read_cifar_batch, read_idx,
                                           read_idx_header)
 
@@ -256,7 +258,10 @@ class SyntheticSource:
         return Arrays(x_train, y_train, x_test, y_test, scale=1.0)
 
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "synthetic")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "synthetic", *PLANAR)
+OPTION_DEFAULTS: dict[str, Mapping[str, Any]] = {
+    "synthetic": SYNTHETIC_DEFAULTS, "moons": PLANAR_DEFAULTS, "circles": PLANAR_DEFAULTS,
+    "spirals": SPIRAL_DEFAULTS}
 
 
 def make_source(name: str, root: str | Path | None, mirrors: Sequence[str] | None = None,
@@ -267,7 +272,7 @@ def make_source(name: str, root: str | Path | None, mirrors: Sequence[str] | Non
     if name not in DATASETS:
         raise ValueError(f"data.name={name!r}: unknown dataset; allowed: {', '.join(DATASETS)}")
     options = dict(options or {})
-    allowed_options = SYNTHETIC_DEFAULTS if name == "synthetic" else {}
+    allowed_options = OPTION_DEFAULTS.get(name, {})
     unknown = sorted(set(options) - set(allowed_options))
     if unknown:
         allowed = ", ".join(allowed_options) or "none for this dataset"
@@ -276,6 +281,8 @@ def make_source(name: str, root: str | Path | None, mirrors: Sequence[str] | Non
         return DigitsSource()
     if name == "synthetic":
         return SyntheticSource(**options)
+    if name in PLANAR:
+        return PlanarSource(name, **options)
     if root is None:
         raise ValueError(f"data.root=None: the {name} dataset needs a folder for its files")
     if name == "mnist":
