@@ -91,7 +91,7 @@ def test_help_lists_the_user_facing_groups_and_only_existing_options() -> None:
     assert "Most useful commands" in out and "cnn_recipe" not in out and "report" not in out.split("Config groups")[1]
     conf = REPO / "conf"
     for group in ("data", "model", "optimizer", "scheduler", "recipe", "regularizer", "logger"):
-        line = re.search(rf"^  {group} +(.+?)(?:  \w+ |$)", out, re.M).group(1)
+        line = re.search(rf"(?:^ *|   ){group} +(\w.*?)(?:   |$)", out, re.M).group(1)
         options = [o.strip() for o in line.split(",") if o.strip() and o.strip() != "tiny/NAME"]
         missing = [o for o in options if not (conf / group / f"{o}.yaml").is_file()]
         assert options and not missing, (group, missing)
