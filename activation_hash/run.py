@@ -70,7 +70,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     net = instantiate(cfg.model)(input_shape=data.input_shape, num_classes=data.num_classes)
     units = describe_units(net, data.input_shape)
     chosen = parse_layers(cfg.codes.layers, len(units), names=[name for name, _ in units])  # bad layer selections fail here, not mid-training
-    log.info("%d ReLU layers, %d units per input (%s); the code uses %d bits", len(units), sum(n for _, n in units),
+    log.info("%d code layers, %d units per input (%s); the code uses %d bits", len(units), sum(n for _, n in units),
              ", ".join(f"{name}: {n}" for name, n in units[:8]) + (", ..." if len(units) > 8 else ""),
              sum(units[i][1] for i in chosen))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
