@@ -62,3 +62,12 @@ def test_auto_skips_inputs_that_are_not_2d():
     assert probe.compute(net, _data(x, y), None, enabled="auto") == {}
     with pytest.raises(ValueError, match="metrics.regions.enabled=True"):
         probe.compute(net, _data(x, y), None, enabled=True)
+
+
+def test_a_run_on_2d_data_draws_the_region_picture_at_every_capture(tiny_cfg) -> None:
+    from pathlib import Path
+    from activation_hash.run import run
+    result = run(tiny_cfg("data=moons", "~data.train_size", "~data.test_size", "codes.epochs=[0,2]"))
+    out = Path(result["run_dir"])
+    assert sorted(p.name for p in (out / "regions").glob("*.png")) == ["epoch=0000.png", "epoch=0002.png"]
+    assert result["test/regions_on_grid"] >= 1

@@ -90,6 +90,10 @@ def enabled_probes(metrics_cfg: Mapping[str, Any], input_shape: tuple[int, ...])
     chosen: dict[str, dict[str, Any]] = {}
     for name, probe in probes().items():
         section = dict(metrics_cfg.get(name) or {})
+        if "enabled" in probe.options:  # the probe reads `enabled` itself (e.g. auto = 2-D inputs only)
+            if section.get("enabled", probe.options["enabled"]) not in (False, None):
+                chosen[name] = {**probe.options, **section}
+            continue
         enabled = section.pop("enabled", False)
         if enabled == "auto":
             enabled = bool(probe.auto(input_shape)) if probe.auto is not None else False
