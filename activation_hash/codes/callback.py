@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.capture import parse_layers, describe_units
 from activation_hash.codes.collect import collect_codes
-from activation_hash.codes.diameters import diameter_metrics
 from activation_hash.codes.io import atomic_write, codes_path, save_codes
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
@@ -44,12 +43,10 @@ class NeuralCodeCallback(pl.Callback):
         self.save = save
         self.out_dir = Path(out_dir)
         self.metric_kwargs = _plain(metrics or {})
-        diameter = self.metric_kwargs.pop("diameter", None) or {}
         self.device_request = self.metric_kwargs.pop("device", "auto")
         # sections of registered network probes (metrics.<probe>.*) go to the probes, not the metrics
         self.probe_cfg = {name: self.metric_kwargs.pop(name) for name in probes() if name in self.metric_kwargs}
         self.probes: dict[str, dict[str, Any]] = {}
-        self.diameter = diameter if diameter.get("enabled", False) else None
         self.capture_last = capture_last
         self.memmap = memmap
         self.verbose = verbose
@@ -118,9 +115,6 @@ class NeuralCodeCallback(pl.Callback):
                                    device=metrics_device(self.device_request, pl_module.device))
         metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
                         "test/net_acc": test.acc, "test/net_loss": test.loss})
-        if self.diameter is not None:
-            x_test, _ = data.test_batch(int(self.diameter.get("n_samples", 600)), pl_module.device)
-            metrics.update(diameter_metrics(pl_module, x_test, self.layers, self.diameter))
         dead = metrics.get("n_bits_used") == 0
         if dead:  # every unit constant: no code to score; the code metrics are there, as null
             names = {n for name in self._which() if name in families() for n in families()[name].names}
@@ -162,7 +156,7 @@ class NeuralCodeCallback(pl.Callback):
         """The per-sample arrays the selected metric families need or want (see registry.EXTRAS)."""
         known = families()
         return sorted({need for name in self._which() if name in known
-                       for need in (*known[name].needs, *getattr(known[name], "wants", ()))})
+                       for need in (*known[name].needs, *known[name].wants)})
 
     def _memmap_path(self, epoch: int, split: str) -> Path | None:
         return self.out_dir / "codes" / f".epoch={epoch:04d}.{split}.npy" if self.memmap else None
