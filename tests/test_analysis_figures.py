@@ -92,7 +92,7 @@ def test_one_line_per_hue_and_metric_on_a_symlog_time_axis(runs) -> None:
     assert np.allclose(width_40_test[0].get_ydata(), expected[expected["model.width"] == 40]["mean"])
     assert len({ln.get_color() for ln in lines}) == 2 and len({ln.get_linestyle() for ln in lines}) == 2
     legend = [t.get_text() for t in out.figure.legends[0].get_texts()]
-    assert legend == ["width 10", "width 40", "redundancy (train)", "redundancy (test)"]
+    assert legend == ["width 10", "width 40", "redundancy (train)", "redundancy (test)", "band: ±1 std over 2 seeds"]
     assert len([c for c in ax.collections if isinstance(c, FillBetweenPolyCollection)]) == 4
 
 
@@ -206,11 +206,71 @@ def test_table_rows_are_the_varying_settings_with_mean_and_std(runs) -> None:
     assert first[2] == f"{expected['mean'][0]:.3f} ± {expected['std'][0]:.3f}" and lines[2].endswith("| 3 |")
 
 
-def test_averaging_over_an_unplotted_setting_is_noted(runs) -> None:
-    table, _ = runs
-    out = render(table, Recipe.from_dict({"name": "m", "study": "mixed", "x": "model.width", "y": "test/knn_acc"}))
-    assert any("`data.train_size` (100, 1000)" in note for note in out.notes)
+def test_a_setting_that_varies_within_a_series_gets_its_own_panel(runs) -> None:
+    """Points average over seeds only: data.train_size varies within the width series, so each
+    sample size is a panel whose points are that size's runs alone."""
+    table, made = runs
+    out = render(table, Recipe.from_dict({"name": "m", "study": "mixed", "x": "model.width", "y": "test/knn_acc"}),
+                 {"data.train_size": "sample size"})
+    assert [ax.get_title() for ax in out.figure.axes] == ["sample size 100", "sample size 1000"]
+    rows = made[(made["study"] == "mixed") & (made["epoch"] == 2)]
+    for ax, size in zip(out.figure.axes, (100, 1000)):
+        (line,) = ax.get_lines()
+        expected = rows[rows["data.train_size"] == size].sort_values("model.width")["test/knn_acc"]
+        assert np.allclose(line.get_ydata(), expected) and ax.get_ylabel() == "test/knn_acc"
+    assert any("`data.train_size`" in note and "panel" in note for note in out.notes)
     assert not any("seed" in note for note in out.notes)
+
+
+def test_too_many_mixed_settings_skip_the_figure_and_say_why(runs) -> None:
+    table, _ = runs
+    with pytest.raises(Skip, match=r"differ in `study` \(.*combinations, more than 6 panels"):
+        # no study named: every study's runs of one width would be averaged into one point
+        render(table, Recipe.from_dict({"name": "m", "x": "model.width", "y": "test/knn_acc"}))
+    table2 = table.copy()
+    with pytest.raises(Skip, match="pooling them would mix settings"):
+        render(table2, Recipe.from_dict({"name": "h", "kind": "hist", "study": "mixed", "at": "all",
+                                         "counts": "test/knn_acc", "edges": "test/knn_acc"}))
+
+
+def test_tables_split_rows_by_settings_that_vary_between_runs(runs) -> None:
+    table, made = runs
+    out = render(table, Recipe.from_dict({"name": "t", "kind": "table", "study": "mixed", "rows": ["model.width"],
+                                          "y": ["test/knn_acc"]}))
+    body = out.markdown.strip().splitlines()[2:]
+    assert len(body) == 4 and any("rows also split by `data.train_size`" in n for n in out.notes)
+
+
+def test_the_band_is_labelled_with_its_seed_count(runs) -> None:
+    table, _ = runs
+    out = render(table, Recipe.from_dict({"name": "r", "study": "model_size", "x": "model.width",
+                                          "y": "test/redundancy"}))
+    texts = [t.get_text() for t in out.figure.legends[0].get_texts()]
+    assert "band: ±1 std over 3 seeds" in texts
+    bars = render(table, Recipe.from_dict({"name": "r", "study": "model_size", "x": "model.width",
+                                           "y": "test/redundancy", "errorbars": "bar"}))
+    assert "error bars: ±1 std over 3 seeds" in [t.get_text() for t in bars.figure.legends[0].get_texts()]
+    single = render(table, Recipe.from_dict({"name": "s", "study": "single_seed", "x": "model.width",
+                                             "y": "test/redundancy"}))
+    assert not single.figure.legends   # one seed: no band, nothing to label
+
+
+def test_log_time_axes_have_plain_number_ticks_and_every_panel_a_ylabel(runs) -> None:
+    table, _ = runs
+    out = render(table, Recipe.from_dict({"name": "t", "study": "training_time", "x": "epoch", "xscale": "symlog",
+                                          "hue": "model.width", "y": ["test/knn_acc", "test/redundancy"],
+                                          "y_layout": "panels"}), LABELS)
+    out.figure.canvas.draw()
+    for ax in out.figure.axes:
+        assert ax.get_ylabel()
+        ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert {"0", "1", "2", "5", "10"} <= set(ticks), ticks
+        assert not any("^" in t for t in ticks)
+    log = render(table, Recipe.from_dict({"name": "l", "study": "model_size", "x": "model.width", "xscale": "log",
+                                          "y": "test/redundancy"}))
+    log.figure.canvas.draw()
+    (ax,) = log.figure.axes
+    assert {"5", "10", "20", "50"} <= {t.get_text() for t in ax.get_xticklabels()}
 
 
 def test_recipes_that_do_not_apply_are_skipped(runs) -> None:

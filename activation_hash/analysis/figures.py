@@ -4,7 +4,7 @@
 
 A recipe names the rows (`study`, `filter`, `at`) and what to draw (`kind`):
 - line:  metric(s) `y` vs factor `x`, one line per `hue` (colour) and `style` (line style) value,
-         mean over seeds with a ±1 std band (`errorbars: band | bar | none`);
+         mean over seeds with a ±1 std band (`errorbars: band | bar | none`), labelled in the legend;
 - bar:   the same with `x` as categories (e.g. `codes.layers`);
 - pairs: with-vs-without scatter; for each entry of `pairs` ({factor, without, with, label}) one
          point per model (runs agreeing on the settings that vary within either arm, or on the
@@ -13,6 +13,9 @@ A recipe names the rows (`study`, `filter`, `at`) and what to draw (`kind`):
          to the run dir: .npy, .npz, .json, .csv/.txt) or of binned counts (`counts` + `edges`);
 - table: mean ± std of metrics `y` per row key (`rows`: columns, or `auto` = the varying settings).
 Several metrics are overlaid on one axes (`y_layout: overlay`) or one panel each (`panels`).
+Points average over seeds only: a setting that also varies within a series (say `trainer.max_epochs`
+in a width sweep) splits line and bar figures into one panel per value (at most `MAX_FACETS`) and
+table rows by its values; a histogram or a figure with more combinations is not drawn (`Skip`).
 Recipes that do not apply to the table raise `Skip`; `render` never plots partial nonsense.
 """
 
@@ -32,6 +35,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
 
 from activation_hash.analysis.select import (Skip, aggregate, display, is_numeric, matches, mixed_settings,
                                              natural_order, normalize, resolve_at, seed_columns, select,
@@ -40,6 +45,7 @@ from activation_hash.analysis.select import (Skip, aggregate, display, is_numeri
 KINDS = ("line", "bar", "pairs", "hist", "table")
 LINESTYLES = ("-", "--", ":", "-.")
 PANEL_SIZE = (4.2, 3.3)
+MAX_FACETS = 6   # panels a figure may split into for settings that vary within its series
 
 
 @dataclass(frozen=True)
@@ -143,12 +149,54 @@ def _need(table: pd.DataFrame, *columns: str | None) -> None:
             raise Skip(f"column `{column}` is not in the table")
 
 
-def _mixed_note(rows: pd.DataFrame, keys: Sequence[str], ignore: Sequence[str], notes: list[str]) -> None:
+def _describe(mixed: Mapping[str, Sequence[Any]]) -> str:
+    return "; ".join(f"`{c}` ({', '.join(display(v) for v in vals[:6])}{', ...' if len(vals) > 6 else ''})"
+                     for c, vals in mixed.items())
+
+
+def _facets(rows: pd.DataFrame, keys: Sequence[str], ignore: Sequence[str],
+            what: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Settings other than the seed that vary within the series `keys` define: each combination of
+    their values becomes its own panel, so that no point averages different settings."""
     mixed = mixed_settings(rows, keys, ignore)
-    if mixed:
-        notes.append("averaged over runs that also differ in " + "; ".join(
-            f"`{c}` ({', '.join(display(v) for v in vals[:6])}{', ...' if len(vals) > 6 else ''})"
-            for c, vals in mixed.items()))
+    if not mixed:
+        return [], [()]
+    columns = list(mixed)
+    combos = list(dict.fromkeys(tuple(normalize(v) for v in row) for row in rows[columns].itertuples(index=False)))
+    combos.sort(key=lambda combo: [_rank(v, mixed[c]) for v, c in zip(combo, columns)])
+    if len(combos) > MAX_FACETS:
+        raise Skip(f"runs in one {what} also differ in {_describe(mixed)} ({len(combos)} combinations, more than "
+                   f"{MAX_FACETS} panels); averaging them would mix settings: give the recipe a filter, hue or style "
+                   "for them")
+    return columns, combos
+
+
+def _rank(value: Any, ordered: Sequence[Any]) -> int:
+    texts = [normalize(v) for v in ordered]
+    return texts.index(value) if value in texts else len(texts)
+
+
+def _in_facet(frame: pd.DataFrame, columns: Sequence[str], combo: Sequence[Any]) -> pd.Series:
+    keep = pd.Series(True, index=frame.index)
+    for column, value in zip(columns, combo):
+        keep &= matches(frame[column], value)
+    return keep
+
+
+def _facet_title(columns: Sequence[str], combo: Sequence[Any], labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{label(c, labels)} {display(v)}" for c, v in zip(columns, combo))
+
+
+def _spread_entry(data: pd.DataFrame, errorbars: str) -> dict[str, Any]:
+    """The legend entry that says what the band or bars are: ±1 std over the n seeds of a point."""
+    counts = data.loc[data["n"] > 1, "n"]
+    if errorbars == "none" or counts.empty:
+        return {}
+    low, high = int(counts.min()), int(counts.max())
+    n = f"{low}" if low == high else f"{low}–{high}"
+    if errorbars == "bar":
+        return {f"error bars: ±1 std over {n} seeds": Line2D([], [], color="0.3", marker="|", ls="none", ms=10)}
+    return {f"band: ±1 std over {n} seeds": Patch(color="0.3", alpha=0.18, lw=0)}
 
 
 def _positive_only(rows: pd.DataFrame, column: str, scale: str, notes: list[str]) -> pd.DataFrame:
@@ -203,6 +251,16 @@ def _set_scales(ax: Axes, recipe: Recipe) -> None:
     for axis, scale in (("x", recipe.xscale), ("y", recipe.yscale)):
         setter = ax.set_xscale if axis == "x" else ax.set_yscale
         setter(scale, **({"linthresh": 1} if scale == "symlog" else {}))
+        if scale == "linear":
+            continue
+        # plain numbers at 1-2-5 steps (1, 2, 5, 10, 20, ...), not 10^k alone in maths text
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        if scale == "log":
+            target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        else:
+            target.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1, subs=(1.0, 2.0, 5.0)))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        target.set_minor_formatter(NullFormatter())
 
 
 def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: tuple[str, ...]) -> Rendered:
@@ -216,8 +274,11 @@ def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
     groups = [c for c in (recipe.hue, recipe.style) if c]
     if len({recipe.x, *groups}) != len(groups) + 1:
         raise ValueError(f"recipe {recipe.name!r}: x, hue and style must be different columns")
-    _mixed_note(rows, [recipe.x, *groups], ignore, notes)
-    data = aggregate(rows, [*groups, recipe.x], metrics)
+    facet_columns, facets = _facets(rows, [recipe.x, *groups], ignore, "line" if recipe.kind == "line" else "bar group")
+    if facet_columns:
+        notes.append(f"one panel per value of {', '.join(f'`{c}`' for c in facet_columns)}, which also varies "
+                     "within the series")
+    data = aggregate(rows, [*facet_columns, *groups, recipe.x], metrics)
     if data.empty:
         raise Skip(f"no values of {metrics}")
 
@@ -228,9 +289,13 @@ def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
     xs = _ordered(data[recipe.x].unique(), recipe.x, recipe)
     position = {display(x): i for i, x in enumerate(xs)}
     categorical = recipe.kind == "bar" or not is_numeric(data[recipe.x])
-    fig, axes = new_figure(len(metrics) if panels else 1)
+    # one panel per (facet, metric) when metrics are panels, else per facet; facets are rows
+    panel_metrics = metrics if panels else metrics[:1]
+    specs = [(combo, metric) for combo in facets for metric in panel_metrics]
+    n_rows = len(facets) if panels else max(1, int(np.ceil(len(facets) / 3)))
+    fig, axes = new_figure(len(specs), n_rows=n_rows)
     per_axes = [[(h, s, m) for h in hues for s in styles for m in (metrics if overlay else [metric])]
-                for metric in (metrics if panels else metrics[:1])]
+                for _, metric in specs]
 
     # Lines: colour = hue value (else the metric), line style = (metric, style value); the legend
     # lists colours and line styles separately so it grows with their sum, not their product.
@@ -247,9 +312,9 @@ def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
     colors = dict(zip(color_keys, _colors(len(color_keys))))
     bar_colors = _colors(len(per_axes[0]))
     legend: dict[str, Any] = {}
-    for ax, series in zip(axes, per_axes):
+    for ax, series, (combo, _) in zip(axes, per_axes, specs):
         for slot, (hue, style, metric) in enumerate(series):
-            part = data[(data["metric"] == metric)
+            part = data[(data["metric"] == metric) & _in_facet(data, facet_columns, combo)
                         & (matches(data[recipe.hue], hue) if recipe.hue else True)
                         & (matches(data[recipe.style], style) if recipe.style else True)]
             if part.empty:
@@ -286,14 +351,18 @@ def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
                 dashes = LINESTYLES[i % len(LINESTYLES)]
                 legend[dash_text(metric, style)] = Line2D([], [], color="0.3", lw=1.4, ls=dashes)
 
-    for k, ax in enumerate(axes):
+    legend.update(_spread_entry(data, recipe.errorbars) if recipe.kind == "line" or recipe.errorbars == "bar" else {})
+    for ax, (combo, metric) in zip(axes, specs):
         _set_scales(ax, recipe)
         if categorical:
             ax.set_xticks(range(len(xs)), [display(x) for x in xs], rotation=30 if len(xs) > 6 else 0)
         ax.set_xlabel(recipe.xlabel or label(recipe.x, labels))
+        title = [label(metric, labels)] if panels else []
+        title += [_facet_title(facet_columns, combo, labels)] if facet_columns else []
+        if title:
+            ax.set_title("\n".join(title), fontsize="medium")
         if panels:
-            ax.set_title(label(metrics[k], labels), fontsize="medium")
-            ax.set_ylabel(recipe.ylabel or "")
+            ax.set_ylabel(label(metric, labels))
         else:
             ax.set_ylabel(recipe.ylabel or (label(metrics[0], labels) if len(metrics) == 1 else "value"))
         ax.grid(alpha=0.3, which="major")
@@ -388,7 +457,9 @@ def _hist(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: t
     rows = rows[rows[source].notna()]
     if rows.empty:
         raise Skip(f"column `{source}` is empty for these runs")
-    _mixed_note(rows, [recipe.hue] if recipe.hue else [], ignore, notes)
+    if mixed := mixed_settings(rows, [recipe.hue] if recipe.hue else [], ignore):
+        raise Skip(f"runs in one histogram also differ in {_describe(mixed)}; pooling them would mix settings: "
+                   "give the recipe a filter or hue for them")
 
     samples: dict[Any, list[tuple[np.ndarray, np.ndarray]]] = {}   # hue -> [(values, weights)]
     for _, row in rows.iterrows():
@@ -472,7 +543,9 @@ def _table(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
     else:
         _need(rows, *recipe.rows)
         keys = list(recipe.rows)
-    _mixed_note(rows, keys, ignore, notes)
+    if mixed := mixed_settings(rows, keys, ignore):   # rows average over seeds only
+        keys += list(mixed)
+        notes.append(f"rows also split by {', '.join(f'`{c}`' for c in mixed)}, which varies between runs")
     data = aggregate(rows, keys, metrics)
     cell = data.assign(text=[f"{m:{recipe.fmt}}" + (f" ± {s:{recipe.fmt}}" if n > 1 else "")
                              for m, s, n in zip(data["mean"], data["std"], data["n"])])

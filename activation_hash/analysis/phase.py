@@ -119,8 +119,10 @@ def classify(table: pd.DataFrame, chart: PhaseChart, rule: PhaseRule, ignore: Se
         if rows[axis].nunique() < 2:
             raise Skip(f"`{axis}` takes a single value here; a phase chart needs two varying factors")
     notes = []
-    if mixed := mixed_settings(rows, [chart.x, chart.y], ignore):
-        notes.append("grid points average runs that also differ in " + ", ".join(f"`{c}`" for c in mixed))
+    if mixed := mixed_settings(rows, [chart.x, chart.y], ignore):   # a cell averages over seeds only
+        raise Skip("grid points would average runs that also differ in "
+                   + ", ".join(f"`{c}` ({', '.join(display(v) for v in vals[:6])})" for c, vals in mixed.items())
+                   + "; give the chart a filter for them")
     cells = (rows.groupby([chart.x, chart.y], dropna=False)
              .agg(redundancy=(rule.redundancy, "mean"), accuracy=(rule.accuracy, "mean"),
                   accuracy_std=(rule.accuracy, "std"), runs=(rule.accuracy, "count"))
