@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from activation_hash.analysis.__main__ import main
-from activation_hash.analysis.report import REPORT_CONF, load_config, parse_config
+from activation_hash.analysis.report import REPORT_CONF, build_report, load_config, parse_config
 from tests.test_analysis_collect import make_run, make_sweep
 
 
@@ -98,3 +98,20 @@ def test_cnn_table_lists_only_models_that_ran(tmp_path: Path) -> None:
     table = (tmp_path / "report" / "table1_cnn_mnist.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 2 and all(line.rstrip().endswith("| 1 |") for line in rows)
+
+
+def test_the_knn_section_defines_the_metric_and_lists_tie_dominated_grid_points(tmp_path: Path) -> None:
+    """Narrow nets tie on most test points: the section lists them (seed means) and not the wide ones."""
+    def ties(settings, epoch):
+        affected = 0.9 if settings["model.width"] == 5 else 0.1 + 0.1 * settings["seed"]
+        return {"test/knn_tie_affected": affected, "test/knn_acc_index": 0.6 + 0.01 * settings["seed"],
+                "test/knn_boundary_ties": 400, "test/knn_vote_ties": 10}
+    make_sweep(tmp_path / "ms", {"model.width": [5, 50], "seed": [0, 1]}, study="model_size", epochs=(0, 3),
+               extra=ties)
+    report = build_report(tmp_path / "report", [tmp_path / "ms"]).read_text()
+    section = report[report.index("## K-NN accuracy and ties"):]
+    section = section[:section.index("\n## ", 5)]
+    assert "expected accuracy under uniformly random tie-breaking" in section
+    assert "| model_size | 4 | 0.55 | 0.90 | 50% |" in section          # median of 0.9, 0.9, 0.1, 0.2
+    listed = [line for line in section.splitlines() if line.startswith("| model_size | `model.width`")]
+    assert len(listed) == 1 and listed[0].startswith("| model_size | `model.width` 5 | 0.90 |")

@@ -27,6 +27,7 @@ import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
 from activation_hash.analysis.binary_encoding_figures import latent_histograms
 from activation_hash.analysis.figures import Recipe, label, render
+from activation_hash.analysis.knn_ties import knn_ties_section
 from activation_hash.analysis.retrieval_figures import retrieval_section
 from activation_hash.analysis.phase import REGIMES, PhaseChart, PhaseRule, classify, plot_phase
 from activation_hash.analysis.select import (Skip, display, matches, natural_order, seed_columns, setting_columns,
@@ -119,6 +120,8 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
             table_lines += [result.markdown] + _notes(result.notes)
     lines += ["## Figures\n"] + (figure_lines or ["No figure recipe applies to this table.\n"])
     lines += ["## Tables\n"] + (table_lines or ["No table recipe applies to this table.\n"])
+    if not plotted.empty:
+        lines += knn_ties_section(plotted, ignore)
     retrieval_cfg = OmegaConf.to_container(cfg.retrieval, resolve=True) if "retrieval" in cfg else None
     lines += retrieval_section(plotted, retrieval_cfg, out, _write_png, dpi, skipped)
     lines += _phase_section(plotted, rule, charts, labels, ignore, out, dpi, skipped)
