@@ -17,7 +17,7 @@ from tests.conftest import REPO, compose_config
 BAD = [
     "model.width=abc", "model.width=3.7", "model.width=0", "model.depth=-1", "model.depth=two",
     "model.widths=[10,0]", "model.widths=[3.5]", "model.batch_norm=maybe", "seed=abc", "seed=-1", "seed=1.5",
-    "codes.save=maybe", "codes.memmap=2", "codes.capture_last=yes", "codes.epochs=[0,99]", "codes.epochs=bogus",
+    "codes.save=maybe", "codes.memmap=2", "codes.capture_last=yes", "codes.epochs=[0,999]", "codes.epochs=bogus",
     "codes.epochs=log:0", "codes.layers=x", "codes.layers=[0]", "codes.layers=[a]",
     "metrics.which=[foo]", "metrics.which=knn", "metrics.drop_constant=maybe", "metrics.knn_k=0",
     "metrics.knn_k=2.5", "metrics.kmeans_seed=-3", "metrics.logreg_mode=bogus", "metrics.diameter.method=bogus",
