@@ -14,6 +14,7 @@ STAMP := $(VENV)/.installed
 
 PROFILE ?= smoke
 OUTPUT ?= outputs
+DOWNLOAD ?=
 # every experiment file is a study: a new study is one file in conf/experiment/
 STUDIES ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*.yaml))))
 
@@ -40,7 +41,8 @@ bench: $(STAMP)  ## every benchmark under bench/
 report: $(STAMP)  ## table, figures, phase charts and report.md from the $(PROFILE) runs under $(OUTPUT)/studies
 	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
 
-reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper), then the report; reruns skip finished runs
+reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper), then the report; reruns skip finished runs; DOWNLOAD=1 fetches the data first
+	$(BIN)/python -m activation_hash.data.check --profile $(PROFILE) $(if $(DOWNLOAD),--download) $(foreach a,$(ARGS),--set $(a)) $(STUDIES)
 	for s in $(STUDIES); do \
 	  ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(BIN)/python -m activation_hash +experiment=$$s profile=$(PROFILE) -m $(ARGS) || exit 1; \
 	done

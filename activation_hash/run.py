@@ -189,7 +189,15 @@ def _meta(units: list[tuple[str, int]], placement: Placement) -> dict[str, Any]:
         "command": sys.argv, "units_per_layer": [{"name": n, "units": u} for n, u in units],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "placement": dataclasses.asdict(placement),
+        "config_choices": _choices(),
     }
+
+
+def _choices() -> dict[str, str]:
+    """The config-group options this run was composed from (e.g. model: tiny/vgg19), for the report."""
+    if not HydraConfig.initialized():
+        return {}
+    return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None and "hydra" not in k}
 
 
 def _git_revision() -> str | None:

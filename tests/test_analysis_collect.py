@@ -56,7 +56,7 @@ def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
 
 def make_run(run: Path, *, seed: int = 0, study: str | None = "model_size", epochs: Sequence[int] = (0, 5, 10),
              finished: bool = True, settings: Mapping[str, Any] | None = None,
-             extra: Any = None) -> list[dict[str, Any]]:
+             extra: Any = None, meta: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Write one run directory; returns its captures as flat dicts (settings + epoch + metrics).
 
     `settings` are dotted config keys over the defaults below; `extra(settings, epoch)` may add
@@ -88,7 +88,7 @@ def make_run(run: Path, *, seed: int = 0, study: str | None = "model_size", epoc
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (run / ".hydra").mkdir(exist_ok=True)
     (run / ".hydra" / "config.yaml").write_text("seed: ${oc.env:NOPE}\n")  # Hydra's unresolved copy
-    (run / "meta.json").write_text(json.dumps({"git_revision": "abc123", "host": "test"}))
+    (run / "meta.json").write_text(json.dumps({"git_revision": "abc123", "host": "test", **(meta or {})}))
     records, lines = [], []
     for epoch in epochs:
         metrics = fake_metrics(flat_settings, epoch)

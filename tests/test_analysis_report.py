@@ -98,6 +98,18 @@ def test_cnn_table_lists_only_models_that_ran(tmp_path: Path) -> None:
     table = (tmp_path / "report" / "table1_cnn_mnist.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 2 and all(line.rstrip().endswith("| 1 |") for line in rows)
+    assert [line.split(" | ")[0] for line in rows] == ["| ResNet", "| VGG"]   # no Hydra choice: the class
+
+
+def test_cnn_tables_name_models_as_the_paper_does(tmp_path: Path) -> None:
+    root = tmp_path / "cnn"
+    for choice in ("vgg19", "tiny/resnet20", "densenet"):
+        make_run(root / choice.replace("/", "_"), study="cnn", epochs=(0, 2), meta={"config_choices": {"model": choice}},
+                 settings={"model._target_": f"activation_hash.models.{choice}"})
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) in (0, None)
+    table = (tmp_path / "report" / "table1_cnn_mnist.md").read_text()
+    names = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sorted(names) == ["DenseNet", "ResNet-20 (tiny)", "VGG-19"]
 
 
 def test_the_knn_section_defines_the_metric_and_lists_tie_dominated_grid_points(tmp_path: Path) -> None:

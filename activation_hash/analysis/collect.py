@@ -7,7 +7,8 @@ when the run finished); a sweep directory holds runs, possibly nested. Each row 
 config value as a column with a dotted name (`data.train_size`, `model.width`; lists as JSON
 text), the train and test metrics of that capture merged (`train/*`, `test/*`), the capture's
 `epoch`, `step`, `reason`, `n_bits`, ..., and `run_dir`, `finished`, `git_revision`,
-`epochs_trained`, `train_seconds`. A run without any capture yet gives one row with an empty epoch.
+`epochs_trained`, `train_seconds`, and `model_name` (the model's config option, e.g. `tiny/vgg19`,
+from meta.json; else the class name). A run without any capture yet gives one row with an empty epoch.
 """
 
 from __future__ import annotations
@@ -74,12 +75,22 @@ def read_run(run: Path) -> list[dict[str, Any]]:
     result = _read_json(run / "result.json") if (run / "result.json").exists() else None
     common = {"run_dir": str(run), "finished": result is not None, "git_revision": meta.get("git_revision"),
               **flatten(config)}
+    common["model_name"] = _model_name(meta, config)
     if result is not None:
         common.update(epochs_trained=result.get("epochs_trained"), train_seconds=result.get("train_seconds"))
     captures = _read_captures(run / "encoding.jsonl")
     if not captures:
         return [common]
     return [{**common, **capture} for capture in captures]
+
+
+def _model_name(meta: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """The model's config option (`vgg19`, `tiny/resnet20`, `mlp`) from meta.json, else its class."""
+    choice = (meta.get("config_choices") or {}).get("model")
+    if choice:
+        return str(choice)
+    target = (config.get("model") or {}).get("_target_") if isinstance(config.get("model"), Mapping) else None
+    return str(target).rsplit(".", 1)[-1] if target else None
 
 
 def _read_captures(path: Path) -> list[dict[str, Any]]:

@@ -91,6 +91,7 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     table = load_table(out / "table.csv")
     finished = matches(table["finished"], True)
     plotted = table if cfg.get("include_unfinished", False) else table[finished]
+    plotted = _shown(plotted, OmegaConf.to_container(cfg.get("value_labels") or {}, resolve=True))
 
     lines = [f"# Activation-hash report\n",
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %z')} from "
@@ -136,6 +137,13 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
         if uncovered:
             lines.append(f"\nStudies in the table that no figure recipe names: {', '.join(map(str, uncovered))}.")
     return write_atomic(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _shown(table: pd.DataFrame, value_labels: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """The table with values renamed for display (`value_labels`: column -> {value: text})."""
+    renamed = {c: table[c].map(lambda v, m=mapping: m.get(v, v) if isinstance(v, str) else v)
+               for c, mapping in value_labels.items() if c in table.columns}
+    return table.assign(**renamed) if renamed else table
 
 
 def _settings(table: pd.DataFrame, plotted: pd.DataFrame, ignore: Sequence[str],
