@@ -225,6 +225,19 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(key, value, allowed)
     _metric_options(cfg)
     _group_conflicts(cfg)
+    _targets(cfg)
+
+
+def _targets(cfg: DictConfig) -> None:
+    """Settings left without a class: e.g. `scheduler=none` with a recipe that sets scheduler.step_size
+    leaves {step_size, gamma}, which nothing can build (it would fail only once training starts)."""
+    for group in ("optimizer", "scheduler", "model", "data"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and len(node) and "_target_" not in node:
+            value = "{" + ", ".join(f"{k}: {v}" for k, v in OmegaConf.to_container(node).items()) + "}"
+            raise ConfigError(group, value, f"names no class (_target_); a recipe or experiment sets these keys "
+                                            f"and the {group} option chosen has none: choose one that uses them "
+                                            f"(e.g. {group}=step for a scheduler), or recipe=default")
 
 
 def _metric_options(cfg: DictConfig) -> None:

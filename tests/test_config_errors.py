@@ -28,7 +28,8 @@ BAD = [
     "trainer.max_epochs=ten", "trainer.gradient_clip_val=0", "progress_bar=fancy", "skip_finished=maybe",
 ]
 EXTRA = {"optimizer.momentum=1.5": ["optimizer=sgd"], "scheduler.step_size=0": ["scheduler=step"],
-         "scheduler.gamma=-1": ["scheduler=step"], "regularizer=none": ["recipe=authors_code_mlp"]}
+         "scheduler.gamma=-1": ["scheduler=step"], "regularizer=none": ["recipe=authors_code_mlp"],
+         "scheduler=none": ["recipe=paper_cnn_mnist"]}
 
 
 def _key(override: str) -> str:
