@@ -121,8 +121,10 @@ def draw(weights: list[np.ndarray], shape: tuple[int, ...], title: str, max_gate
     shown = [min(len(A), max_gates) for A in weights]
     cols = min(columns, max(shown))
     rows = [math.ceil(k / cols) for k in shown]
-    fig = Figure(figsize=(1.15 * cols, sum(1.15 * r + 0.45 for r in rows) + 0.4), dpi=dpi)
-    subfigs = fig.subfigures(len(weights), 1, height_ratios=[1.15 * r + 0.45 for r in rows], squeeze=False)[:, 0]
+    heights = [0.35] + [1.15 * r + 0.45 for r in rows]  # a title band, then one band per layer
+    fig = Figure(figsize=(max(1.15 * cols, 5.0), sum(heights)), dpi=dpi)
+    head, *subfigs = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    head.suptitle(title, fontsize=9, y=0.6)
     for l, (A, sub, k, r) in enumerate(zip(weights, subfigs, shown, rows), start=1):
         axes = sub.subplots(r, cols, squeeze=False)
         for i, ax in enumerate(axes.ravel()):
@@ -140,7 +142,6 @@ def draw(weights: list[np.ndarray], shape: tuple[int, ...], title: str, max_gate
         note = f"first {k} of {len(A)} gates" if k < len(A) else f"all {len(A)} gates"
         product = f"W_{l}" if variant == "dlgn_sf" or l == 1 else f"W_{l}...W_1"
         sub.suptitle(f"layer {l}: {note} (rows of {product})", fontsize=8)
-    fig.suptitle(title, fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
