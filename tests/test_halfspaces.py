@@ -111,3 +111,15 @@ def test_a_dlgn_run_writes_half_spaces_at_every_capture(tiny_cfg):
     assert saved["A_l1"].shape == (8, 64) and saved["A_l2"].shape == (8, 64)
     assert 0 <= result["test/gate_abs_cos_mean_l2"] <= result["test/gate_abs_cos_p90_l2"] <= 1
     assert 0 < result["test/gate_cluster_score_l1"] <= 1
+
+
+@pytest.mark.parametrize("override, message", [("metrics.halfspaces.enabled=maybe",
+                                                "metrics.halfspaces.enabled=maybe: allowed: auto, true, false"),
+                                               ("metrics.halfspaces.max_gates=0",
+                                                "metrics.halfspaces.max_gates=0: must be an int >= 1")])
+def test_bad_options_fail_before_anything_is_built(override, message):
+    from activation_hash.schema import ConfigError, validate
+    from tests.conftest import compose_config
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(["model=dlgn", override]))
+    assert str(err.value) == message
