@@ -220,8 +220,8 @@ def dlgn_section(table: pd.DataFrame, out: Path, dpi: int,
              "Deep Linearly Gated Networks (the code is the gate pattern 1[g^l > 0], every gate a half-space "
              "of the input) against ReLU MLPs of the same depth and width, i.e. the same number of code units. "
              "Points: mean over seeds, band ± 1 std; vs width at each run's last capture.\n"]
-    studies = table.loc[is_dlgn(table), "study"].dropna().unique() if "study" in table.columns else [None]
-    for study in sorted(studies, key=str):
+    studies = list(table.loc[is_dlgn(table), "study"].dropna().unique()) if "study" in table.columns else []
+    for study in sorted(studies, key=str) or [None]:
         rows = table if study is None else table[table["study"] == study]
         rows = tidy(rows)
         for data_name in sorted(rows["data.name"].dropna().unique()) if "data.name" in rows else [None]:
