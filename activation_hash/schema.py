@@ -207,6 +207,12 @@ RULES: dict[str, Check] = {
     "metrics.diameter.grid_t_max": number(0, lo_open=True),
     "metrics.diameter.random": boolean,
     "metrics.diameter.seed": integer(0),
+    "metrics.halfspaces.enabled": choice("auto", True, False),
+    "metrics.halfspaces.save": boolean,
+    "metrics.halfspaces.images": choice("auto", True, False),
+    "metrics.halfspaces.max_gates": integer(1),
+    "metrics.halfspaces.columns": integer(1),
+    "metrics.halfspaces.dpi": integer(1),
 }
 
 _ABSENT = object()

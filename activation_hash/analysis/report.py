@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
 from activation_hash.analysis.binary_encoding_figures import latent_histograms
+from activation_hash.analysis.dlgn_figures import dlgn_section
 from activation_hash.analysis.figures import Recipe, label, render
 from activation_hash.analysis.knn_ties import knn_ties_section
 from activation_hash.analysis.retrieval_figures import retrieval_section
@@ -127,11 +128,14 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     lines += retrieval_section(plotted, retrieval_cfg, out, _write_png, dpi, skipped)
     lines += _phase_section(plotted, rule, charts, labels, ignore, out, dpi, skipped)
     lines += latent_histograms(plotted, out, dpi, _write_png)  # binary-encoding study only
+    dlgn_lines = dlgn_section(plotted, out, dpi, _write_png)  # tables with DLGN runs only
+    lines += dlgn_lines
 
     lines.append("## Skipped\n")
     lines += [f"- `{name}`: {why}" for name, why in skipped] or ["Nothing was skipped."]
     covered = {s for r in recipes for s in ([r.study] if isinstance(r.study, str) else r.study or [])}
     covered |= {retrieval_cfg.get("study", "retrieval")} if retrieval_cfg else set()
+    covered |= {"dlgn_vs_relu"} if dlgn_lines else set()
     if "study" in table.columns:
         uncovered = [s for s in natural_order(table["study"].dropna().unique()) if s not in covered]
         if uncovered:
