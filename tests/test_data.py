@@ -257,7 +257,9 @@ def test_cifar_archive_alone_is_extracted_without_download(tmp_path: Path):
 
 # ---------------------------------------------------------------- finding files, and errors
 
-def test_missing_files_message_names_paths_and_fixes(tmp_path: Path):
+def test_missing_files_message_names_paths_and_fixes(tmp_path: Path, monkeypatch):
+    # Debian's dataset-fashion-mnist may be installed on this machine: look in an empty folder instead
+    monkeypatch.setattr("activation_hash.data.sources.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     for name, expected in (("mnist", tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"),
                            ("fashion_mnist", tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"),
                            ("cifar10", tmp_path / "cifar-10-batches-py" / "data_batch_1")):
