@@ -1,0 +1,135 @@
+"""A killed run resumes from its last epoch (checkpoints/last.ckpt) and ends as the uninterrupted
+run: same weights, same capture rows, same metrics.csv, same result.
+
+    python -m pytest tests/test_resume.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from activation_hash.models.classifier import Classifier
+from activation_hash.run import run
+from tests.conftest import compose_config
+
+# 300 digits / batch 128 = 3 steps per epoch; a step scheduler and SGD momentum make the resumed
+# run depend on the scheduler's and the optimizer's restored state, not only on the weights
+RUN = ["trainer.max_epochs=4", "codes.epochs=[0,1,2,3,4]", "codes.save=true", "data.train_size=300",
+       "data.test_size=200", "model.width=16", "optimizer=sgd", "optimizer.lr=0.3", "optimizer.momentum=0.9",
+       "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5", "progress_bar=none",
+       "codes.verbose=false"]
+TIMING = ("capture_seconds", "train_seconds", "run_dir")
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def _rows(out: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (out / "encoding.jsonl").read_text().splitlines()]
+
+
+def _result(out: Path) -> dict:
+    return {k: v for k, v in json.loads((out / "result.json").read_text()).items() if k not in TIMING}
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _kill_in(monkeypatch, hook: str, epoch: int) -> None:
+    """Raise Killed in Classifier.<hook> when `epoch` epochs have been trained (1-based epoch `epoch`)."""
+    original = getattr(Classifier, hook)
+
+    def killed(self, *args, **kwargs):
+        if self.current_epoch + 1 == epoch:
+            raise Killed(f"killed in {hook} of epoch {epoch}")
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Classifier, hook, killed)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    run(compose_config(RUN, output_dir=out))
+    return out
+
+
+@pytest.mark.parametrize("hook, at", [("on_train_epoch_end", 3), ("training_step", 3)],
+                         ids=["after-the-capture-before-the-checkpoint", "mid-epoch"])
+def test_a_killed_run_resumes_and_ends_as_the_uninterrupted_one(uninterrupted, tmp_path, monkeypatch, caplog,
+                                                                hook, at) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _kill_in(patch, hook, at)
+        with pytest.raises(Killed):
+            run(compose_config(RUN, output_dir=out))
+    assert not (out / "result.json").exists()
+    epochs_before = sorted({r["epoch"] for r in _rows(out)})
+    # killed after epoch 3's capture (its rows are written) but before its checkpoint: epoch 2's stays
+    assert epochs_before == ([0, 1, 2, 3] if hook == "on_train_epoch_end" else [0, 1, 2])
+    first_rows = _rows(out)
+    with caplog.at_level("INFO"):
+        run(compose_config(RUN, output_dir=out))
+    assert "resuming from epoch 2 (checkpoints/last.ckpt)" in caplog.text
+    assert not list(tmp_path.glob("run.previous-*"))  # nothing moved aside
+
+    assert _rows(out) == _rows(uninterrupted)
+    assert [r for r in _rows(out) if r["epoch"] <= 2] == [r for r in first_rows if r["epoch"] <= 2]
+    assert _result(out) == _result(uninterrupted)
+    assert (out / "metrics.csv").read_text() == (uninterrupted / "metrics.csv").read_text()
+    resumed, straight = _weights(out), _weights(uninterrupted)
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)  # bit for bit on a CPU
+    for epoch in range(5):
+        name = f"epoch={epoch:04d}.npz"
+        assert (out / "codes" / name).read_bytes() == (uninterrupted / "codes" / name).read_bytes()
+    meta = json.loads((out / "meta.json").read_text())
+    assert [r["epoch"] for r in meta["resumed"]] == [2]
+
+
+def test_the_captures_before_the_checkpoint_are_not_made_again(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _kill_in(patch, "training_step", 3)
+        with pytest.raises(Killed):
+            run(compose_config(RUN, output_dir=out))
+    before = {r["epoch"]: r["capture_seconds"] for r in map(json.loads, (out / "encoding.jsonl").read_text().splitlines())}
+    run(compose_config(RUN, output_dir=out))
+    after = [json.loads(line) for line in (out / "encoding.jsonl").read_text().splitlines()]
+    assert {r["epoch"]: r["capture_seconds"] for r in after if r["epoch"] <= 2} == before  # the same rows, kept
+    assert sorted({r["epoch"] for r in after}) == [0, 1, 2, 3, 4]
+    assert json.loads((out / "result.json").read_text())["epochs_trained"] == 4
+
+
+def test_resume_never_and_a_changed_config_start_from_epoch_zero(tmp_path, monkeypatch, caplog) -> None:
+    out = tmp_path / "run"
+    for rerun in (["resume=never"], ["optimizer.lr=0.2"]):
+        with monkeypatch.context() as patch:
+            _kill_in(patch, "training_step", 2)
+            with pytest.raises(Killed):
+                run(compose_config(RUN, output_dir=out))
+        assert (out / "checkpoints" / "last.ckpt").is_file()
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            run(compose_config([*RUN, *rerun], output_dir=out))
+        assert "resuming" not in caplog.text and "previous-" in caplog.text
+        assert "resumed" not in json.loads((out / "meta.json").read_text())
+        shutil.rmtree(out)
+    # resume=never writes no checkpoint at all
+    run(compose_config([*RUN, "resume=never", "trainer.max_epochs=1", "codes.epochs=[1]"], output_dir=out))
+    assert not (out / "checkpoints").exists()
+
+
+def test_a_finished_run_is_reused_not_resumed(tmp_path, caplog) -> None:
+    out = tmp_path / "run"
+    first = run(compose_config(RUN, output_dir=out))
+    with caplog.at_level("INFO"):
+        again = run(compose_config(RUN, output_dir=out))
+    assert again == first and "already finished" in caplog.text and "resuming" not in caplog.text
