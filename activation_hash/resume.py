@@ -6,8 +6,9 @@
 `LastEpoch(out)`, the callback run() adds, writes `checkpoints/last.ckpt` with
 `trainer.save_checkpoint` at the end of every training epoch (after that epoch's capture: as a
 `Checkpoint` callback it runs after the others), with the epochs trained, the global step and the
-random number generators' states beside Lightning's own entries. Lightning restores weights, optimizer, scheduler, loop counters and the
-callbacks' states from it; the data order depends only on (seed, epoch) (TensorBatchLoader), so
+random number generators' states beside Lightning's own entries (tensors and plain values only: it
+loads with `weights_only=True`). Lightning restores weights, optimizer, scheduler, loop counters and
+the callbacks' states from it; the data order depends only on (seed, epoch) (TensorBatchLoader), so
 a resumed run trains exactly as the uninterrupted one. `restore_csv` rewrites `metrics.csv` to the
 rows logged up to the checkpoint, through the logger, so the rows the resumed run appends follow.
 """
@@ -35,10 +36,19 @@ class LastEpoch(Checkpoint):
 
     def __init__(self, out: Path):
         self.path = Path(out) / CHECKPOINT
+        self.stopped = False  # the checkpoint was written at the epoch early stopping ended training
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # set here, not at loading: with should_stop set before the loop starts Lightning skips it,
+        # and with it on_train_end, where the capture of a stopped run is made
+        if self.stopped:
+            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.fast_dev_run and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)  # written whole, then renamed into place
+        # an epoch that ended in a non-finite loss stops the run with an error: a rerun resumes
+        # from the epoch before it (and meets the same loss), not from the broken weights
+        if not trainer.fast_dev_run and not trainer.sanity_checking and not getattr(pl_module, "nonfinite_loss", None):
+            trainer.save_checkpoint(self.path, weights_only=False)  # written whole, then renamed into place
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -46,6 +56,7 @@ class LastEpoch(Checkpoint):
         checkpoint[KEY] = {
             "epochs_trained": trainer.fit_loop.epoch_progress.current.processed,
             "global_step": trainer.global_step,
+            "should_stop": trainer.should_stop,  # early stopping decided at this epoch
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                     "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
@@ -54,7 +65,9 @@ class LastEpoch(Checkpoint):
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get(KEY, {}).get("rng")
+        saved = checkpoint.get(KEY, {})
+        self.stopped = bool(saved.get("should_stop"))  # then the resumed run only finishes (captures, result)
+        rng = saved.get("rng")
         if not rng:
             return
         torch.set_rng_state(rng["torch"])
@@ -67,7 +80,7 @@ class LastEpoch(Checkpoint):
 
 def position(checkpoint: Path) -> tuple[int, int]:
     """(epochs trained, global step) stored in a checkpoint written by `LastEpoch`."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)[KEY]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)[KEY]
     return int(saved["epochs_trained"]), int(saved["global_step"])
 
 
@@ -78,11 +91,13 @@ def restore_csv(loggers: list[Logger], epochs: int, step: int) -> None:
         if not isinstance(logger, CSVLogger):
             continue
         path = Path(logger.log_dir) / "metrics.csv"
-        if not path.is_file():
+        kept = path.with_name(".metrics.csv.resumed")  # the old file until the new one is written
+        if path.is_file():
+            path.replace(kept)
+        if not kept.is_file():
             continue
-        with open(path, newline="") as f:
+        with open(kept, newline="") as f:
             rows = list(csv.DictReader(f))
-        path.unlink()
         for row in rows:
             values = {k: float(v) for k, v in row.items() if v not in ("", None) and k != "step"}
             row_step = int(float(row["step"]))
@@ -90,3 +105,4 @@ def restore_csv(loggers: list[Logger], epochs: int, step: int) -> None:
             if ("epoch" in values and values["epoch"] <= epochs) or ("epoch" not in values and row_step < step):
                 logger.log_metrics(values, step=row_step)
         logger.save()
+        kept.unlink()

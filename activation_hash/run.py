@@ -115,7 +115,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
             # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True if checkpoint else None)
     finally:
         offline_dir = finish_wandb(loggers)
     if offline_dir:

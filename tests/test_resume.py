@@ -132,3 +132,27 @@ def test_a_finished_run_is_reused_not_resumed(tmp_path, caplog) -> None:
     with caplog.at_level("INFO"):
         again = run(compose_config(RUN, output_dir=out))
     assert again == first and "already finished" in caplog.text and "resuming" not in caplog.text
+
+
+def test_a_run_killed_after_early_stopping_resumes_into_its_stopped_capture(tmp_path, monkeypatch) -> None:
+    from activation_hash.codes.callback import NeuralCodeCallback
+    # the training loss never improves by 100: early stopping ends the run after epoch 2 of 4
+    stopping = ["callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+                "callbacks.early_stopping.min_delta=100", "codes.epochs=[0,1]"]
+    straight = run(compose_config([*RUN, *stopping], output_dir=tmp_path / "straight"))
+    assert straight["epochs_trained"] == 2 and straight["epoch"] == 2
+    out = tmp_path / "run"
+    original = NeuralCodeCallback.capture
+
+    def killed(self, trainer, pl_module, epoch, reason="scheduled"):
+        if reason == "stopped":
+            raise Killed("killed in the capture made when training stopped")
+        return original(self, trainer, pl_module, epoch, reason)
+    with monkeypatch.context() as patch:
+        patch.setattr(NeuralCodeCallback, "capture", killed)
+        with pytest.raises(Killed):
+            run(compose_config([*RUN, *stopping], output_dir=out))
+    resumed = run(compose_config([*RUN, *stopping], output_dir=out))
+    assert {k: v for k, v in resumed.items() if k not in TIMING} == {k: v for k, v in straight.items() if k not in TIMING}
+    assert _rows(out) == _rows(tmp_path / "straight")
+    assert [r["reason"] for r in _rows(out)] == ["scheduled"] * 4 + ["stopped"] * 2
