@@ -47,7 +47,8 @@ class LastEpoch(Checkpoint):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # an epoch that ended in a non-finite loss stops the run with an error: a rerun resumes
         # from the epoch before it (and meets the same loss), not from the broken weights
-        if not trainer.fast_dev_run and not trainer.sanity_checking and not getattr(pl_module, "nonfinite_loss", None):
+        broken = getattr(pl_module, "nonfinite_loss", None)
+        if not trainer.fast_dev_run and not trainer.sanity_checking and not broken:
             trainer.save_checkpoint(self.path, weights_only=False)  # written whole, then renamed into place
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 # Keys (and whole subtrees) that do not change what a run computes.
 NOT_RESULT_KEYS = (
-    "progress_bar", "skip_finished", "run_dir_lock", "resume", "output_root", "output_dir", "optimized_metric", "tags",
-    "logger", "grid", "hydra", "codes.verbose", "codes.memmap",
+    "progress_bar", "skip_finished", "run_dir_lock", "resume", "output_root", "output_dir", "optimized_metric",
+    "tags", "logger", "grid", "hydra", "codes.verbose", "codes.memmap",
     "data.root", "data.download", "data.eval_batch_size", "data.num_workers", "data.pin_memory",
     "data.mirrors", "data.checksums",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.enable_progress_bar",

@@ -100,7 +100,8 @@ def test_the_captures_before_the_checkpoint_are_not_made_again(tmp_path, monkeyp
         _kill_in(patch, "training_step", 3)
         with pytest.raises(Killed):
             run(compose_config(RUN, output_dir=out))
-    before = {r["epoch"]: r["capture_seconds"] for r in map(json.loads, (out / "encoding.jsonl").read_text().splitlines())}
+    lines = (out / "encoding.jsonl").read_text().splitlines()
+    before = {r["epoch"]: r["capture_seconds"] for r in map(json.loads, lines)}
     run(compose_config(RUN, output_dir=out))
     after = [json.loads(line) for line in (out / "encoding.jsonl").read_text().splitlines()]
     assert {r["epoch"]: r["capture_seconds"] for r in after if r["epoch"] <= 2} == before  # the same rows, kept
@@ -153,6 +154,7 @@ def test_a_run_killed_after_early_stopping_resumes_into_its_stopped_capture(tmp_
         with pytest.raises(Killed):
             run(compose_config([*RUN, *stopping], output_dir=out))
     resumed = run(compose_config([*RUN, *stopping], output_dir=out))
-    assert {k: v for k, v in resumed.items() if k not in TIMING} == {k: v for k, v in straight.items() if k not in TIMING}
+    assert {k: v for k, v in resumed.items() if k not in TIMING} == \
+        {k: v for k, v in straight.items() if k not in TIMING}
     assert _rows(out) == _rows(tmp_path / "straight")
     assert [r["reason"] for r in _rows(out)] == ["scheduled"] * 4 + ["stopped"] * 2
