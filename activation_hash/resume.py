@@ -81,7 +81,7 @@ class LastEpoch(Checkpoint):
 
 def position(checkpoint: Path) -> tuple[int, int]:
     """(epochs trained, global step) stored in a checkpoint written by `LastEpoch`."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)[KEY]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)[KEY]
     return int(saved["epochs_trained"]), int(saved["global_step"])
 
 

@@ -95,7 +95,15 @@ def resumable(cfg: DictConfig, out: Path) -> Path | None:
     if cfg.get("resume", "auto") != "auto" or (out / "result.json").exists() or not checkpoint.is_file() \
             or not saved.is_file():
         return None
-    return checkpoint if not changed_keys(comparable(OmegaConf.load(saved)), comparable(cfg)) else None
+    if changed_keys(comparable(OmegaConf.load(saved)), comparable(cfg)):
+        return None
+    from activation_hash.resume import position  # torch: only when there is a checkpoint to read
+    try:
+        position(checkpoint)
+    except Exception as err:  # e.g. a file cut short by a full disk: start over rather than fail each time
+        log.warning("%s cannot be read (%s: %s); the run starts over", checkpoint, type(err).__name__, err)
+        return None
+    return checkpoint
 
 
 def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:

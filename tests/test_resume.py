@@ -158,3 +158,22 @@ def test_a_run_killed_after_early_stopping_resumes_into_its_stopped_capture(tmp_
         {k: v for k, v in straight.items() if k not in TIMING}
     assert _rows(out) == _rows(tmp_path / "straight")
     assert [r["reason"] for r in _rows(out)] == ["scheduled"] * 4 + ["stopped"] * 2
+
+
+def test_an_unreadable_checkpoint_starts_the_run_over(tmp_path, monkeypatch, caplog) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _kill_in(patch, "training_step", 2)
+        with pytest.raises(Killed):
+            run(compose_config(RUN, output_dir=out))
+    ckpt = out / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short
+    with caplog.at_level("INFO"):
+        result = run(compose_config(RUN, output_dir=out))
+    assert "cannot be read" in caplog.text and "resuming" not in caplog.text and result["epochs_trained"] == 4
+
+
+def test_a_bad_resume_value_fails_before_training() -> None:
+    from activation_hash.schema import ConfigError, validate
+    with pytest.raises(ConfigError, match=r"^resume=sometimes: allowed: auto, never$"):
+        validate(compose_config(["resume=sometimes"]))
