@@ -96,11 +96,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                                     *([LastEpoch(out)] if keep_checkpoint else [])]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
     if resumed_at:
-        log.info("resuming from epoch %d (%s)", resumed_at[0], CHECKPOINT)
-        codes.resume(resumed_at[0])
-        with warnings.catch_warnings():  # the CSV logger's "directory is not empty": it is resumed
-            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-            restore_csv(loggers, *resumed_at)
+        _resume(codes, loggers, *resumed_at)
     if placement.threads:
         torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
@@ -115,7 +111,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
             # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True if checkpoint else None)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     finally:
         offline_dir = finish_wandb(loggers)
     if offline_dir:
@@ -133,6 +129,15 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     print_summary(codes.records)
     log.info("run directory: %s", out)
     return result
+
+
+def _resume(codes: NeuralCodeCallback, loggers: list, epochs: int, step: int) -> None:
+    """Continue from the checkpoint after `epochs` epochs: the captures and CSV rows up to there stay."""
+    log.info("resuming from epoch %d (%s)", epochs, CHECKPOINT)
+    codes.resume(epochs)
+    with warnings.catch_warnings():  # the CSV logger's "directory is not empty": it is being resumed
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        restore_csv(loggers, epochs, step)
 
 
 def _used(cfg: DictConfig) -> DictConfig:
