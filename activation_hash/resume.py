@@ -36,19 +36,13 @@ class LastEpoch(Checkpoint):
 
     def __init__(self, out: Path):
         self.path = Path(out) / CHECKPOINT
-        self.stopped = False  # the checkpoint was written at the epoch early stopping ended training
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # set here, not at loading: with should_stop set before the loop starts Lightning skips it,
-        # and with it on_train_end, where the capture of a stopped run is made
-        if self.stopped:
-            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # an epoch that ended in a non-finite loss stops the run with an error: a rerun resumes
-        # from the epoch before it (and meets the same loss), not from the broken weights
-        broken = getattr(pl_module, "nonfinite_loss", None)
-        if not trainer.fast_dev_run and not trainer.sanity_checking and not broken:
+        # The epoch at which training stops early (early stopping, a non-finite loss, max_steps) is
+        # not kept: a rerun redoes it from the epoch before and stops the same way, through the same
+        # hooks (its stopped capture, its error), with nothing of Lightning's loop to fake.
+        stops = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+        if not trainer.fast_dev_run and not trainer.sanity_checking and not stops:
             trainer.save_checkpoint(self.path, weights_only=False)  # written whole, then renamed into place
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -57,7 +51,6 @@ class LastEpoch(Checkpoint):
         checkpoint[KEY] = {
             "epochs_trained": trainer.fit_loop.epoch_progress.current.processed,
             "global_step": trainer.global_step,
-            "should_stop": trainer.should_stop,  # early stopping decided at this epoch
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                     "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
@@ -66,9 +59,7 @@ class LastEpoch(Checkpoint):
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get(KEY, {})
-        self.stopped = bool(saved.get("should_stop"))  # then the resumed run only finishes (captures, result)
-        rng = saved.get("rng")
+        rng = checkpoint.get(KEY, {}).get("rng")
         if not rng:
             return
         torch.set_rng_state(rng["torch"])

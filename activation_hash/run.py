@@ -91,7 +91,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
                                data=data)
     progress = _progress_mode(cfg)
-    keep_checkpoint = cfg.get("resume", "auto") == "auto"
+    keep_checkpoint = _keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress),
                                     *([LastEpoch(out)] if keep_checkpoint else [])]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
@@ -129,6 +129,18 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     print_summary(codes.records)
     log.info("run directory: %s", out)
     return result
+
+
+def _keeps_checkpoint(cfg: DictConfig) -> bool:
+    if cfg.get("resume", "auto") != "auto":
+        return False
+    if (cfg.trainer.get("max_steps") or -1) > 0:
+        # Lightning resumes step-limited ("iteration-based") training with its epoch counter one
+        # ahead of an uninterrupted run's, which changes the data order: such runs restart instead
+        log.info("trainer.max_steps=%d: no checkpoint is kept; an interrupted run restarts from epoch 0",
+                 cfg.trainer.max_steps)
+        return False
+    return True
 
 
 def _resume(codes: NeuralCodeCallback, loggers: list, epochs: int, step: int) -> None:

@@ -135,13 +135,18 @@ def test_a_finished_run_is_reused_not_resumed(tmp_path, caplog) -> None:
     assert again == first and "already finished" in caplog.text and "resuming" not in caplog.text
 
 
-def test_a_run_killed_after_early_stopping_resumes_into_its_stopped_capture(tmp_path, monkeypatch) -> None:
-    from activation_hash.codes.callback import NeuralCodeCallback
+@pytest.mark.parametrize("stopping, stopped_at", [
     # the training loss never improves by 100: early stopping ends the run after epoch 2 of 4
-    stopping = ["callbacks=early_stopping", "callbacks.early_stopping.patience=1",
-                "callbacks.early_stopping.min_delta=100", "codes.epochs=[0,1]"]
+    (["callbacks=early_stopping", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=100"], 2),
+    # 3 steps per epoch: stops in epoch 3 (which counts as trained); such runs keep no checkpoint
+    (["trainer.max_steps=7"], 3),
+], ids=["early-stopping", "max-steps"])
+def test_a_run_killed_in_its_stopped_capture_ends_as_the_uninterrupted_one(tmp_path, monkeypatch, stopping,
+                                                                           stopped_at, caplog) -> None:
+    from activation_hash.codes.callback import NeuralCodeCallback
+    stopping = [*stopping, "codes.epochs=[0,1]"]
     straight = run(compose_config([*RUN, *stopping], output_dir=tmp_path / "straight"))
-    assert straight["epochs_trained"] == 2 and straight["epoch"] == 2
+    assert straight["epochs_trained"] == stopped_at and straight["epoch"] == stopped_at
     out = tmp_path / "run"
     original = NeuralCodeCallback.capture
 
@@ -153,7 +158,11 @@ def test_a_run_killed_after_early_stopping_resumes_into_its_stopped_capture(tmp_
         patch.setattr(NeuralCodeCallback, "capture", killed)
         with pytest.raises(Killed):
             run(compose_config([*RUN, *stopping], output_dir=out))
-    resumed = run(compose_config([*RUN, *stopping], output_dir=out))
+    assert (out / "checkpoints" / "last.ckpt").is_file() == (stopped_at == 2)
+    with caplog.at_level("INFO"):
+        resumed = run(compose_config([*RUN, *stopping], output_dir=out))
+    # early stopping: resumed from epoch 1 (the epoch that stops is not kept); max_steps: from 0
+    assert ("resuming from epoch 1" in caplog.text) == (stopped_at == 2)
     assert {k: v for k, v in resumed.items() if k not in TIMING} == \
         {k: v for k, v in straight.items() if k not in TIMING}
     assert _rows(out) == _rows(tmp_path / "straight")
