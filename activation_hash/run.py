@@ -5,12 +5,16 @@ Pure apart from the run directory it writes (cfg.output_dir):
     config.yaml      the resolved config            meta.json     git revision, versions, command
     encoding.jsonl   one row per capture and split  metrics.csv   Lightning's CSV logger
     codes/           epoch=NNNN.npz when codes.save  result.json   summary, written last
+    checkpoints/     last.ckpt, the last epoch trained (resume: auto): an unfinished run of the
+                     same config continues from it (activation_hash/resume.py)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import platform
 import socket
 import subprocess
@@ -35,7 +39,8 @@ from activation_hash.devices import Placement, assign_devices, available_cpus
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
-from activation_hash.rundir import claim
+from activation_hash.resume import LastEpoch, position, restore_csv
+from activation_hash.rundir import CHECKPOINT, claim, resumable
 from activation_hash.summary import print_summary
 from activation_hash.validate import check_against_data, check_config
 
@@ -77,28 +82,36 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     module = Classifier(net, data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
     placement = _placement(cfg)
+    checkpoint = resumable(cfg, out)  # claim() kept the directory only for an unfinished run of this config
+    resumed_at = position(checkpoint) if checkpoint else None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
-    atomic_write_json(out / "meta.json", _meta(units, placement))
+    atomic_write_json(out / "meta.json", _meta(units, placement, out / "meta.json", resumed_at))
 
     codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
                                data=data)
     progress = _progress_mode(cfg)
-    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress)]
+    keep_checkpoint = _keeps_checkpoint(cfg)
+    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress),
+                                    *([LastEpoch(out)] if keep_checkpoint else [])]
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
+    if resumed_at:
+        _resume(codes, loggers, *resumed_at)
     if placement.threads:
         torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
-                                      enable_progress_bar=progress != "none")
+                                      enable_progress_bar=progress != "none",
+                                      **({"enable_checkpointing": True} if keep_checkpoint else {}),
+                                      **_cluster_plugins())
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
             # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     finally:
         offline_dir = finish_wandb(loggers)
     if offline_dir:
@@ -116,6 +129,27 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     print_summary(codes.records)
     log.info("run directory: %s", out)
     return result
+
+
+def _keeps_checkpoint(cfg: DictConfig) -> bool:
+    if cfg.get("resume", "auto") != "auto":
+        return False
+    if (cfg.trainer.get("max_steps") or -1) > 0:
+        # Lightning resumes step-limited ("iteration-based") training with its epoch counter one
+        # ahead of an uninterrupted run's, which changes the data order: such runs restart instead
+        log.info("trainer.max_steps=%d: no checkpoint is kept; an interrupted run restarts from epoch 0",
+                 cfg.trainer.max_steps)
+        return False
+    return True
+
+
+def _resume(codes: NeuralCodeCallback, loggers: list, epochs: int, step: int) -> None:
+    """Continue from the checkpoint after `epochs` epochs: the captures and CSV rows up to there stay."""
+    log.info("resuming from epoch %d (%s)", epochs, CHECKPOINT)
+    codes.resume(epochs)
+    with warnings.catch_warnings():  # the CSV logger's "directory is not empty": it is being resumed
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        restore_csv(loggers, epochs, step)
 
 
 def _used(cfg: DictConfig) -> DictConfig:
@@ -180,14 +214,29 @@ def _progress_bar(mode: str) -> list[pl.Callback]:
     return []
 
 
-def _meta(units: list[tuple[str, int]], placement: Placement) -> dict[str, Any]:
+def _cluster_plugins() -> dict[str, Any]:
+    """Under submitit on SLURM, submitit requeues a preempted or timed-out job (and the rerun resumes
+    from checkpoints/last.ckpt): Lightning's own SLURM requeue handling is turned off."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and SLURMEnvironment.detect():
+        return {"plugins": [SLURMEnvironment(auto_requeue=False)]}
+    return {}
+
+
+def _meta(units: list[tuple[str, int]], placement: Placement, previous: Path | None = None,
+          resumed_at: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The run's provenance; a resumed run keeps its first start and lists each resumption."""
+    earlier = json.loads(previous.read_text()) if resumed_at and previous and previous.is_file() else {}
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    resumed = [*earlier.get("resumed", []), {"epoch": resumed_at[0], "at": now}] if resumed_at else []
     return {
         "git_revision": _git_revision(),
         "activation_hash": activation_hash.__version__,
         "torch": torch.__version__, "pytorch_lightning": pl.__version__,
         "python": platform.python_version(), "host": socket.gethostname(),
         "command": sys.argv, "units_per_layer": [{"name": n, "units": u} for n, u in units],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": earlier.get("started", now),
+        **({"resumed": resumed} if resumed else {}),
         "placement": dataclasses.asdict(placement),
         "config_choices": _choices(),
     }

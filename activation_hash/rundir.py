@@ -9,6 +9,8 @@ result-neutral keys (used by run reuse, run-dir names in conf/hydra/*.yaml and g
 `run_dir_lock: skip` (default) skips a directory another process holds, `wait` waits for it (and
 then reuses its result when the config matches). A directory holding outputs of another config
 is moved aside to `RUN_DIR.previous-<timestamp>/` first; the log names the keys that changed.
+An unfinished run of the same config (no result.json) that left `checkpoints/last.ckpt` is kept
+as it is (`resume: auto`, the default): `resumable(cfg, out)` then names the checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ log = logging.getLogger(__name__)
 
 # Keys (and whole subtrees) that do not change what a run computes.
 NOT_RESULT_KEYS = (
-    "progress_bar", "skip_finished", "run_dir_lock", "output_root", "output_dir", "optimized_metric", "tags",
-    "logger", "grid", "hydra", "codes.verbose", "codes.memmap",
+    "progress_bar", "skip_finished", "run_dir_lock", "resume", "output_root", "output_dir", "optimized_metric",
+    "tags", "logger", "grid", "hydra", "codes.verbose", "codes.memmap",
     "data.root", "data.download", "data.eval_batch_size", "data.num_workers", "data.pin_memory",
     "data.mirrors", "data.checksums",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "trainer.enable_checkpointing", "trainer.log_every_n_steps",
 )
+# The checkpoint of the last epoch trained (resume: auto), relative to the run directory.
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # Override names left out of a sweep's run-directory name: the neutral keys plus the choices
 # already in the study's directory (experiment, profile) and the launcher's.
 RUN_DIR_EXCLUDED = ("experiment", "+experiment", "profile", "hydra/launcher", "hydra.launcher.n_jobs",
@@ -85,6 +89,23 @@ def claim(cfg: DictConfig, out: Path) -> Iterator[dict[str, Any] | None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def resumable(cfg: DictConfig, out: Path) -> Path | None:
+    """The checkpoint an unfinished run of this same config left in `out`, when it may be resumed."""
+    checkpoint, saved = out / CHECKPOINT, out / "config.yaml"
+    if cfg.get("resume", "auto") != "auto" or (out / "result.json").exists() or not checkpoint.is_file() \
+            or not saved.is_file():
+        return None
+    if changed_keys(comparable(OmegaConf.load(saved)), comparable(cfg)):
+        return None
+    from activation_hash.resume import position  # torch: only when there is a checkpoint to read
+    try:
+        position(checkpoint)
+    except Exception as err:  # e.g. a file cut short by a full disk: start over rather than fail each time
+        log.warning("%s cannot be read (%s: %s); the run starts over", checkpoint, type(err).__name__, err)
+        return None
+    return checkpoint
+
+
 def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
     # Hydra writes .hydra/ and the job log into the directory of every job before it starts: not outputs
     entries = [p for p in out.iterdir() if p.name not in (".lock", ".hydra") and p.suffix != ".log"]
@@ -97,12 +118,15 @@ def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
         if not changed and cfg.get("skip_finished", False) and (out / "result.json").is_file():
             log.info("%s already finished with this config (result.json present); skipping it", out)
             return json.loads((out / "result.json").read_text())
+        if not changed and resumable(cfg, out):
+            return None  # run() resumes from the checkpoint; the captures made before it stay
     aside = out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     aside.mkdir()
     for entry in entries:
         entry.rename(aside / entry.name)
     listed = ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else "")
     why = (f"it holds a run with a different config (changed: {listed})" if changed
-           else "it holds an earlier run that did not finish (or skip_finished=false)")
+           else "it holds an earlier run that did not finish and left no checkpoint (or resume=never, "
+                "or skip_finished=false)")
     log.warning("%s: previous outputs moved to %s because %s; starting from an empty directory", out, aside, why)
     return None

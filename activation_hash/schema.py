@@ -154,6 +154,7 @@ RANDOM_INPUTS = ("none", "train", "eval", "both")
 RULES: dict[str, Check] = {
     "seed": integer(0, 2**32 - 1),
     "skip_finished": boolean,
+    "resume": choice("auto", "never"),
     "progress_bar": choice("auto", "rich", "tqdm", "none"),
     "logger": _logger,
     "logger.wandb.offline": choice("auto", True, False),

@@ -43,6 +43,7 @@ def test_rerun_with_another_config_starts_empty_and_says_why(tiny_cfg, tmp_path:
     assert "trainer.max_epochs" in caplog.text and "previous-" in caplog.text
     (aside,) = tmp_path.glob("run.previous-*")
     assert (aside / "codes" / "epoch=0002.npz").is_file()
+    assert (aside / "checkpoints" / "last.ckpt").is_file()  # a finished run's checkpoint: not resumed from
     assert "grid" not in OmegaConf.load(out / "config.yaml")
 
 

@@ -4,6 +4,8 @@ compute the encoding metrics, log them to every Lightning logger, append them to
 
 Epoch 0 is the network at initialization (captured when training starts); epoch e is the
 network after e training epochs. If training stops early, the last epoch is captured too.
+A run resumed from a checkpoint after e epochs calls `resume(e)` first: the captures up to e are
+read back from encoding.jsonl (and not made again), the later ones are dropped and recomputed.
 """
 
 from __future__ import annotations
@@ -67,8 +69,22 @@ class NeuralCodeCallback(pl.Callback):
         self.probes = enabled_probes(self.probe_cfg, self.data.input_shape)
         self.layers = parse_layers(self.layer_spec, len(self.units), names=[name for name, _ in self.units])
 
+    def resume(self, epochs_trained: int) -> None:
+        """Continue a run restored after `epochs_trained` epochs: keep its captures up to there."""
+        rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()] \
+            if self.jsonl_path.is_file() else []
+        self.records = [r for r in rows if r["epoch"] <= epochs_trained]
+        self._done = {r["epoch"] for r in self.records}
+        self._write_jsonl()
+        codes = self.out_dir / "codes"
+        for path in codes.glob("epoch=*.npz") if codes.is_dir() else ():
+            if int(path.stem.split("=")[1]) > epochs_trained:
+                path.unlink()
+        for path in codes.glob(".epoch=*.npy") if codes.is_dir() else ():  # memmaps of an unfinished capture
+            path.unlink()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if 0 in self.epochs:
+        if 0 in self.epochs and 0 not in self._done:
             self.capture(trainer, pl_module, epoch=0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
