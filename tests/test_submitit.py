@@ -27,7 +27,8 @@ def _rows(run_dir: Path) -> list[dict]:
             for line in (run_dir / "encoding.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow  # three job processes start (torch, Lightning): 25 s on an idle 2-core CPU, 60 s loaded
+# three job processes start (torch, Lightning): 25 s on an idle 2-core CPU, 60 s loaded; in the default
+# run on purpose: it is the only test of the cluster path
 def test_a_sweep_through_submitit_requeues_a_preempted_job_which_resumes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     env = {**os.environ, "ACTIVATION_HASH_OUTPUT": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1",
