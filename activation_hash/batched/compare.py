@@ -48,8 +48,14 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def compare_runs(a: Path, b: Path) -> dict[str, float]:
+def compare_runs(a: Path, b: Path, per_key: dict[str, float] | None = None) -> dict[str, float]:
+    """Worst relative difference per file; `per_key` (when given) collects it per metric name."""
     worst = {"encoding": 0.0, "metrics.csv": 0.0, "result": 0.0}
+    keys = per_key if per_key is not None else {}
+
+    def note(kind: str, key: str, d: float) -> None:
+        worst[kind] = max(worst[kind], d)
+        keys[key] = max(keys.get(key, 0.0), d)
     for name in OUTPUTS:
         assert (a / name).is_file() == (b / name).is_file(), f"{a.name}: {name} in one run only"
     ca, cb = yaml.safe_load((a / "config.yaml").read_text()), yaml.safe_load((b / "config.yaml").read_text())
@@ -62,7 +68,7 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
     for x, y in zip(ra, rb):
         assert x.keys() == y.keys(), f"{a.name}: encoding keys {sorted(x.keys() ^ y.keys())}"
         for k in x.keys() - VOLATILE:
-            worst["encoding"] = max(worst["encoding"], _diff(x[k], y[k], f"{a.name} encoding {k}"))
+            note("encoding", k, _diff(x[k], y[k], f"{a.name} encoding {k}"))
     with open(a / "metrics.csv") as fa, open(b / "metrics.csv") as fb:
         ma, mb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
     assert len(ma) == len(mb), f"{a.name}: {len(ma)} vs {len(mb)} metrics.csv rows"
@@ -71,7 +77,7 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
         for k in x:
             assert (x[k] == "") == (y[k] == ""), f"{a.name}: metrics.csv {k} empty in one row only"
             if x[k] != "":
-                worst["metrics.csv"] = max(worst["metrics.csv"], _diff(x[k], y[k], f"{a.name} metrics.csv {k}"))
+                note("metrics.csv", k, _diff(x[k], y[k], f"{a.name} metrics.csv {k}"))
     if (a / "result.json").is_file():
         ja, jb = json.loads((a / "result.json").read_text()), json.loads((b / "result.json").read_text())
         assert ja.keys() == jb.keys(), f"{a.name}: result keys {sorted(ja.keys() ^ jb.keys())}"
@@ -79,7 +85,7 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
             if isinstance(ja[k], dict):
                 assert ja[k] == jb[k], f"{a.name}: result {k}"
             else:
-                worst["result"] = max(worst["result"], _diff(ja[k], jb[k], f"{a.name} result {k}"))
+                note("result", k, _diff(ja[k], jb[k], f"{a.name} result {k}"))
     codes_a = sorted(p.name for p in (a / "codes").glob("*.npz")) if (a / "codes").is_dir() else []
     codes_b = sorted(p.name for p in (b / "codes").glob("*.npz")) if (b / "codes").is_dir() else []
     assert codes_a == codes_b, f"{a.name}: codes {codes_a} vs {codes_b}"
@@ -95,17 +101,22 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
     return worst
 
 
-def compare_sweeps(a: Path, b: Path) -> dict[str, float]:
+def compare_sweeps(a: Path, b: Path, per_key: dict[str, float] | None = None) -> dict[str, float]:
     runs = sorted(p.name for p in Path(a).iterdir() if (p / "config.yaml").is_file())
     other = sorted(p.name for p in Path(b).iterdir() if (p / "config.yaml").is_file())
     assert runs == other and runs, f"run directories differ: {sorted(set(runs) ^ set(other))}"
     worst: dict[str, float] = {}
     for name in runs:
-        for k, v in compare_runs(Path(a) / name, Path(b) / name).items():
+        for k, v in compare_runs(Path(a) / name, Path(b) / name, per_key).items():
             worst[k] = max(worst.get(k, 0.0), v)
     worst["runs"] = len(runs)
     return worst
 
 
 if __name__ == "__main__":
-    print(json.dumps(compare_sweeps(Path(sys.argv[1]), Path(sys.argv[2])), indent=1))
+    detail: dict[str, float] = {}
+    print(json.dumps(compare_sweeps(Path(sys.argv[1]), Path(sys.argv[2]), detail), indent=1))
+    print("per key (worst relative difference, nonzero):")
+    for key, value in sorted(detail.items(), key=lambda kv: -kv[1]):
+        if value:
+            print(f"  {key}: {value:.3g}")
