@@ -2,8 +2,8 @@
 
     python -m activation_hash.batched.compare SWEEP_A SWEEP_B      # prints the worst differences
 
-Runs are matched by directory name. For each pair: the same files, config.yaml equal (ignoring
-output_dir), the same encoding.jsonl rows and keys with numbers equal to `rtol` (relative to
+Runs are matched by directory name. For each pair: the same files, config.yaml equal (but in the result-neutral
+keys, rundir.NOT_RESULT_KEYS: output paths, logger), the same encoding.jsonl rows and keys with numbers equal to `rtol` (relative to
 max(|b|, 1e-12)... for fractions in [0, 1] the absolute difference is what counts), the same
 metrics.csv columns and rows, result.json keys, and saved codes. Returns the worst relative
 difference seen per file kind; raises AssertionError naming the first structural mismatch.
@@ -21,8 +21,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from activation_hash.rundir import changed_keys, comparable
+
 OUTPUTS = ("config.yaml", "meta.json", "encoding.jsonl", "metrics.csv", "result.json")
 # differ by construction: where and when the run ran, and how long it took
+# worst absolute difference per metric name seen by this process (redundancies near 0 have large
+# relative but tiny absolute differences)
+ABSOLUTE: dict[str, float] = {}
 VOLATILE = {"capture_seconds", "train_seconds", "run_dir", "output_dir"}
 
 
@@ -41,6 +46,7 @@ def _diff(a: Any, b: Any, where: str) -> float:
     a, b = float(a), float(b)
     if math.isnan(a) and math.isnan(b):
         return 0.0
+    ABSOLUTE[where.rsplit(" ", 1)[-1]] = max(ABSOLUTE.get(where.rsplit(" ", 1)[-1], 0.0), abs(a - b))
     return abs(a - b) / max(abs(b), 1e-12) if a != b else 0.0
 
 
@@ -58,11 +64,8 @@ def compare_runs(a: Path, b: Path, per_key: dict[str, float] | None = None) -> d
         keys[key] = max(keys.get(key, 0.0), d)
     for name in OUTPUTS:
         assert (a / name).is_file() == (b / name).is_file(), f"{a.name}: {name} in one run only"
-    ca, cb = yaml.safe_load((a / "config.yaml").read_text()), yaml.safe_load((b / "config.yaml").read_text())
-    for c in (ca, cb):
-        c.pop("output_dir", None)
-        (c.get("logger") or {}).get("csv", {}).pop("save_dir", None)
-    assert ca == cb, f"{a.name}: config.yaml differs"
+    ca, cb = (comparable(yaml.safe_load((p / "config.yaml").read_text())) for p in (a, b))
+    assert ca == cb, f"{a.name}: config.yaml differs in {changed_keys(ca, cb)}"
     ra, rb = _rows(a / "encoding.jsonl"), _rows(b / "encoding.jsonl")
     assert len(ra) == len(rb), f"{a.name}: {len(ra)} vs {len(rb)} encoding rows"
     for x, y in zip(ra, rb):
@@ -116,7 +119,7 @@ def compare_sweeps(a: Path, b: Path, per_key: dict[str, float] | None = None) ->
 if __name__ == "__main__":
     detail: dict[str, float] = {}
     print(json.dumps(compare_sweeps(Path(sys.argv[1]), Path(sys.argv[2]), detail), indent=1))
-    print("per key (worst relative difference, nonzero):")
+    print("per key, nonzero (worst relative difference, worst absolute difference):")
     for key, value in sorted(detail.items(), key=lambda kv: -kv[1]):
         if value:
-            print(f"  {key}: {value:.3g}")
+            print(f"  {key}: {value:.3g}  {ABSOLUTE.get(key, 0.0):.3g}")
