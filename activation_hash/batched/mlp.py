@@ -43,6 +43,7 @@ class BatchedMLP(nn.Module):
             raise ValueError("model.batch_norm: batched members must all use batch norm or none")
         self.members, self.momentum, self.eps = len(solos), momentum, eps
         self.widths = [[lin.out_features for lin, _ in p] for p in per_member]
+        self.padded = len({tuple(w) for w in self.widths}) > 1  # else no mask is needed
         self.batch_norm = per_member[0][0][1] is not None
         self.weight, self.bias, self.gamma, self.beta = (nn.ParameterList() for _ in range(4))
         self.has_bias = per_member[0][0][0].bias is not None
@@ -84,14 +85,18 @@ class BatchedMLP(nn.Module):
         """x: (M, B, ...) one batch per member -> logits (M, B, classes). With `keep` a list,
         the masked post-ReLU activations of every hidden layer are appended to it."""
         h = x.reshape(x.shape[0], x.shape[1], -1)
+        padded = self.padded
         for i in range(self.depth):
-            mask = getattr(self, f"mask{i}")
-            h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+            if padded:
+                mask = getattr(self, f"mask{i}")
+                h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+            else:  # every member as wide as the widest: the masks are all ones
+                h = torch.baddbmm(self.bias[i], h, self.weight[i])
             if i == self.depth - 1:
                 return h
             if self.batch_norm:
                 h = self._norm(h, i)
-            h = torch.relu(h) * mask
+            h = torch.relu(h) * mask if padded else torch.relu(h)
             if keep is not None:
                 keep.append(h)
         raise AssertionError("unreachable")
