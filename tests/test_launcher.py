@@ -24,11 +24,10 @@ from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan
 from tests.conftest import REPO, compose_config
 
 # digits, 3 epochs, a schedule that changes the lr every epoch, early stopping (never triggering)
-SMALL = ["trainer.max_epochs=3", "codes.epochs=[0,1,3]", "data.train_size=300", "data.test_size=200",
+SMALL = ["trainer.max_epochs=3", "codes.epochs=[0,1,3]", "data.train_size=200", "data.test_size=100",
          "progress_bar=none", "codes.verbose=false", "codes.save=true", "scheduler=step",
          "scheduler.step_size=1", "scheduler.gamma=0.5", "callbacks=early_stopping"]
-MEMBERS = [["seed=0", "model.width=16"], ["seed=1", "model.width=7", "data.label_noise=0.3"],
-           ["seed=0", "model.width=24", "data.label_noise=0.1"]]
+MEMBERS = [["seed=0", "model.width=16"], ["seed=1", "model.width=7", "data.label_noise=0.3"]]
 TOLERANCE = 1e-4  # worst relative difference of any number in the run directories (measured: docs/batched_training.md)
 
 
@@ -114,14 +113,14 @@ def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
             assert worst["codes bits differing"] < 0.01, worst
         assert g["epochs_trained"] == e["epochs_trained"]
         assert json.loads((Path(b.output_dir) / "result.json").read_text())["run_dir"] == b.output_dir
-    if extra and "min_delta" in extra[2]:
+    if any("min_delta" in e for e in extra):
         rows = [json.loads(line) for line in (Path(batch[0].output_dir) / "encoding.jsonl").read_text().splitlines()]
         assert [(r["epoch"], r["reason"]) for r in rows][-1] == (2, "stopped")
 
 
 def test_finished_members_are_skipped_and_locked_ones_left_alone(tmp_path) -> None:
     cfgs = [compose_config([*SMALL, *v, "codes.save=false"], output_dir=tmp_path / str(i))
-            for i, v in enumerate(MEMBERS)]
+            for i, v in enumerate([*MEMBERS, ["seed=2", "model.width=24", "data.label_noise=0.1"]])]
     first = run_group(cfgs)
     (tmp_path / "1" / "result.json").unlink()  # member 1 did not finish
     finished = (tmp_path / "0" / "result.json").stat().st_mtime_ns
