@@ -63,7 +63,7 @@ def member_widths(cfg: DictConfig) -> tuple[int, ...]:
     return tuple(hidden_widths(m.depth, m.width, m.get("split_width", False), m.get("widths")))
 
 
-def plan(tasks: Sequence[DictConfig], max_members: int | None = None, pad_widths: bool = True,
+def plan(tasks: Sequence[DictConfig | str], max_members: int | None = None, pad_widths: bool = True,
          ) -> tuple[list[list[int]], dict[int, str]]:
     """Units of work over job positions: groups (> 1 position, batched) and single jobs, ordered by
     their first job; and for each job run alone why it is not batched."""
@@ -74,6 +74,10 @@ def plan(tasks: Sequence[DictConfig], max_members: int | None = None, pad_widths
     why: dict[int, str] = {}
     groups: dict[str, list[int]] = {}
     for pos, task in enumerate(tasks):
+        if isinstance(task, str):  # why the launcher could not even read the job's config
+            why[pos] = task
+            groups[f"solo-{pos}"] = [pos]
+            continue
         try:
             check_config(task)
             reason = unbatchable_reason(task)
@@ -184,7 +188,10 @@ class BatchedLauncher(Launcher):
                 config.hydra.job.id = initial_job_idx + i
                 config.hydra.job.num = initial_job_idx + i
             configs.append(config)
-            tasks.append(resolved_task_config(config))
+            try:
+                tasks.append(resolved_task_config(config))
+            except Exception as err:  # noqa: BLE001 - the job then runs alone and reports it itself
+                tasks.append(f"its config does not resolve here ({type(err).__name__}: {err})")
         pad = self.pad_widths == "true" or (self.pad_widths == "auto" and torch.cuda.is_available())
         units, why = plan(tasks, self.max_members, pad)
         log.info("Launching %d jobs as %d units (%d batched groups)", len(configs), len(units),
