@@ -125,6 +125,7 @@ def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[D
     if singleton_state is not None:
         setup_globals()
         Singleton.set_state(singleton_state)
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # as activation_hash.__main__ does
     hydra_logging, verbose = launcher_config.hydra.hydra_logging, launcher_config.hydra.verbose
     if len(unit) == 1:
         ret = run_job(hydra_context=hydra_context, task_function=task_function, config=configs[0],
