@@ -27,6 +27,7 @@ import logging
 import math
 import time
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,25 @@ def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if use_gpu else "cpu")
 
 
+# Data modules of recent groups, by their config: the groups of one sweep (e.g. one per width)
+# share each seed's data; a data module is read-only once set up (loaders are made per call).
+_DATA: OrderedDict[str, Any] = OrderedDict()
+_DATA_KEPT = 4
+
+
+def _datamodule(data_cfg: DictConfig, key: str) -> Any:
+    if key in _DATA:
+        _DATA.move_to_end(key)
+        return _DATA[key]
+    dm = instantiate(data_cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    _DATA[key] = dm
+    while len(_DATA) > _DATA_KEPT:
+        _DATA.popitem(last=False)
+    return dm
+
+
 class _EarlyStopping:
     """Lightning's EarlyStopping rule on one member's train/loss (checked at train epoch end)."""
 
@@ -220,10 +240,7 @@ class _Group:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             key = json.dumps(_plain(cfg.data), sort_keys=True, default=str)
             if key not in cache:
-                dm = instantiate(cfg.data)
-                dm.prepare_data()
-                dm.setup("fit")
-                cache[key] = dm
+                cache[key] = _datamodule(cfg.data, key)
             dm = cache[key]
             info = describe_data(dm)
             check_against_data(cfg, info.n_train)
