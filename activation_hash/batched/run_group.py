@@ -330,8 +330,7 @@ class _Group:
             result.update(run_dir=str(out), epochs_trained=trained[m], train_seconds=seconds,
                           units_per_layer={name: n for name, n in self.units[m]})
             atomic_write_json(out / "result.json", result)
-            if self.cfg.codes.get("verbose", True):
-                print_summary(self.records[m])
+            print_summary(self.records[m])  # as run() does
             log.info("run directory: %s", out)
             results.append(result)
         return results
