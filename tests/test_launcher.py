@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
-from omegaconf import open_dict
 
 from activation_hash.batched.compare import compare_runs, compare_sweeps
 from activation_hash.batched.run_group import run_group, unbatchable_reason
