@@ -13,6 +13,10 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test test-all bench report reproduce-paper sweeps clean
 
 PROFILE ?= smoke
+# Hydra launcher of reproduce-paper: batched trains a study's MLP runs that differ only in seed,
+# width or label noise as one batched model and runs every other job by itself (docs/batched_training.md);
+# LAUNCHER=basic is Hydra's one-job-at-a-time launcher, LAUNCHER=local / slurm the project's others.
+LAUNCHER ?= batched
 OUTPUT ?= outputs
 DOWNLOAD ?=
 # every experiment file is a study: a new study is one file in conf/experiment/
@@ -41,10 +45,10 @@ bench: $(STAMP)  ## every benchmark under bench/
 report: $(STAMP)  ## table, figures, phase charts and report.md from the $(PROFILE) runs under $(OUTPUT)/studies
 	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
 
-reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper), then the report; reruns skip finished runs; DOWNLOAD=1 fetches the data first
+reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper, LAUNCHER=batched|basic|local|...), then the report; reruns skip finished runs; DOWNLOAD=1 fetches the data first
 	$(BIN)/python -m activation_hash.data.check --profile $(PROFILE) $(if $(DOWNLOAD),--download) $(foreach a,$(ARGS),--set $(a)) $(STUDIES)
 	for s in $(STUDIES); do \
-	  ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(BIN)/python -m activation_hash +experiment=$$s profile=$(PROFILE) -m $(ARGS) || exit 1; \
+	  ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(BIN)/python -m activation_hash +experiment=$$s profile=$(PROFILE) -m $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(ARGS) || exit 1; \
 	done
 	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
 

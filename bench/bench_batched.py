@@ -4,6 +4,15 @@ Lightning's automatic optimization does per batch, minus Lightning's own per-ste
 
     python bench/bench_batched.py                 # the paper's MNIST width grid, 115 members
     python bench/bench_batched.py --train-size 2000 --epochs 1 --device cpu
+    python bench/bench_batched.py --end-to-end    # smoke model_size + training_time grids, whole sweeps:
+                                                  # hydra/launcher=batched vs the default launcher
+
+End to end (`--end-to-end`): each study's smoke sweep runs twice as `python -m activation_hash
++experiment=STUDY -m` subprocesses on this machine, in this run (default launcher, then
+`hydra/launcher=batched`), into fresh output folders; the script prints wall and CPU seconds
+(children's user+sys: the fairer figure on a machine loaded by others), their ratios, and checks
+with activation_hash.batched.compare that both sweeps wrote the same run directories with the
+same metrics (worst relative difference printed per file kind).
 
 Both sides train the same members from the same initial weights and loaders; the script checks
 that the final weights agree and prints the ratio measured in this run. The recipe's StepLR
@@ -14,6 +23,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import pytorch_lightning as pl
@@ -72,8 +86,48 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _sweep(study: str, out: str, launcher: list[str], extra: list[str]) -> tuple[float, float]:
+    env = {**os.environ, "ACTIVATION_HASH_OUTPUT": out, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "activation_hash", f"+experiment={study}", "-m", *launcher,
+                    "progress_bar=none", *extra], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def end_to_end(studies: list[str], extra: list[str], keep: str | None) -> None:
+    from pathlib import Path
+
+    from activation_hash.batched.compare import compare_sweeps
+    root = Path(keep or tempfile.mkdtemp(prefix="bench_batched_"))
+    print(f"end to end, smoke grids, output under {root}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    totals = {"default": [0.0, 0.0], "batched": [0.0, 0.0]}
+    for study in studies:
+        times = {}
+        for name, launcher in (("default", []), ("batched", ["hydra/launcher=batched"])):
+            times[name] = _sweep(study, str(root / name), launcher, extra)
+            totals[name] = [a + b for a, b in zip(totals[name], times[name])]
+        sweep = Path("studies") / study / "smoke"
+        worst = compare_sweeps(root / "batched" / sweep, root / "default" / sweep)
+        (dw, dc), (bw, bc) = times["default"], times["batched"]
+        print(f"{study}: default {dw:.1f} s wall / {dc:.1f} s CPU, batched {bw:.1f} s / {bc:.1f} s: "
+              f"ratio {dw / bw:.2f}x wall, {dc / bc:.2f}x CPU; {worst.pop('runs')} runs, worst relative "
+              f"difference " + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()))
+    (dw, dc), (bw, bc) = totals["default"], totals["batched"]
+    print(f"total: default {dw:.1f} s wall / {dc:.1f} s CPU, batched {bw:.1f} s / {bc:.1f} s: ratio "
+          f"{dw / bw:.2f}x wall, {dc / bc:.2f}x CPU; load average {os.getloadavg()[0]:.1f} at the end")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--end-to-end", action="store_true", help="whole smoke sweeps, batched vs default launcher")
+    parser.add_argument("--studies", nargs="+", default=["model_size", "training_time"])
+    parser.add_argument("--override", nargs="*", default=[], help="extra overrides for both sweeps (end to end)")
+    parser.add_argument("--keep", help="output folder to keep (end to end; default: a temporary one)")
     parser.add_argument("--train-size", type=int, default=2000, help="MNIST training images (null: all 60,000)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=1)
@@ -81,6 +135,9 @@ def main() -> None:
                         help="split the members, sorted by width, into this many batches (less padding)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args.studies, args.override, args.keep)
+        return
     cfg, nets, loaders = members(args.train_size or None, args.seeds, PAPER_WIDTHS, args.device)
     optimizer_factory = instantiate(cfg.optimizer)
     print(f"{len(nets)} members (widths {PAPER_WIDTHS[0]}..{PAPER_WIDTHS[-1]} x {args.seeds} seeds), "

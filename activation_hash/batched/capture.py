@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from activation_hash.batched.mlp import BatchedMLP
+from activation_hash.codes.capture import pack_bits
+from activation_hash.codes.collect import SplitCodes
 from activation_hash.metrics import encoding_metrics
 
 
@@ -32,4 +35,42 @@ def member_metrics(model: BatchedMLP, datamodules: Sequence, **metric_kwargs: An
                                    dm.y_test.cpu().numpy(), n_bits, **metric_kwargs)
         metrics.update({"train/net_acc": acc["train"][m], "test/net_acc": acc["test"][m]})
         out.append(metrics)
+    return out
+
+
+@torch.no_grad()
+def member_splits(model: BatchedMLP, datamodules: Sequence, layers: Sequence[int], batch_size: int,
+                  layer_names: Sequence[str], layer_units: Sequence[Sequence[int]]) -> list[dict[str, SplitCodes]]:
+    """Per member, its train and test `SplitCodes` as `collect_codes` returns them for its solo
+    network (eval mode, packed bits of the selected hidden layers `layers` (0-based), mean
+    cross-entropy and accuracy), from one batched forward per chunk of `batch_size` samples."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[dict[str, SplitCodes]] = [{} for _ in datamodules]
+    try:
+        for split in ("train", "test"):
+            xs = [getattr(dm, f"x_{split}") for dm in datamodules]
+            ys = [getattr(dm, f"y_{split}") for dm in datamodules]
+            n = len(ys[0])
+            packed: list[list[np.ndarray]] = [[] for _ in datamodules]
+            loss = torch.zeros(len(xs), dtype=torch.float64, device=device)
+            correct = torch.zeros(len(xs), dtype=torch.int64, device=device)
+            for start in range(0, n, batch_size):
+                x = torch.stack([v[start:start + batch_size] for v in xs])
+                y = torch.stack([v[start:start + batch_size] for v in ys])
+                keep: list[torch.Tensor] = []
+                logits = model(x, keep)
+                for m in range(len(xs)):
+                    bits = torch.cat([keep[i][m, :, :model.widths[m][i]] > 0 for i in layers], dim=1)
+                    packed[m].append(pack_bits(bits).cpu().numpy())
+                    loss[m] += F.cross_entropy(logits[m].float(), y[m], reduction="sum").double()
+                    correct[m] += (logits[m].argmax(1) == y[m]).sum()
+            for m in range(len(xs)):
+                units = [layer_units[m][i] for i in layers]
+                out[m][split] = SplitCodes(codes=np.concatenate(packed[m]), labels=ys[m].cpu().numpy().astype(np.int64),
+                                           n_bits=sum(units), loss=float(loss[m]) / n, acc=float(correct[m]) / n,
+                                           layer_names=[layer_names[i] for i in layers], layer_units=units)
+    finally:
+        model.train(was_training)
     return out

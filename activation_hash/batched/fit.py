@@ -22,11 +22,14 @@ from activation_hash.batched.mlp import BatchedMLP
 
 
 def train_epoch(model: BatchedMLP, loaders: Sequence, optimizer: torch.optim.Optimizer,
-                active: Sequence[bool]) -> list[float]:
-    """One epoch; returns each member's mean training loss (nan for stopped members)."""
+                active: Sequence[bool]) -> tuple[list[float], list[float]]:
+    """One epoch; each member's mean training loss and accuracy (nan for stopped members), summed
+    as the solo Classifier sums them (float32 loss x batch size, correct predictions)."""
     model.train()
     stopped = [m for m, a in enumerate(active) if not a]
-    sums, count = torch.zeros(model.members), 0
+    device = next(model.parameters()).device
+    sums, correct, count = torch.zeros(model.members, device=device), torch.zeros(model.members, device=device), 0
+    weights = torch.tensor([float(a) for a in active], device=device)
     for batches in zip(*loaders, strict=True):
         x = torch.stack([b[0] for b in batches])
         y = torch.stack([b[1] for b in batches])
@@ -36,17 +39,19 @@ def train_epoch(model: BatchedMLP, loaders: Sequence, optimizer: torch.optim.Opt
         optimizer.zero_grad()
         logits = model(x)
         per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-        weights = torch.tensor([float(a) for a in active])
         (per_member * weights).sum().backward()
         optimizer.step()
         if saved is not None:
             with torch.no_grad():
                 for p, s in zip(state, saved):
                     p[stopped] = s
-        sums += per_member.detach() * y.shape[1]
+        with torch.no_grad():
+            sums += per_member.detach() * y.shape[1]
+            correct += (logits.argmax(-1) == y).sum(1)
         count += y.shape[1]
-    losses = (sums / count).tolist()
-    return [loss if a else float("nan") for loss, a in zip(losses, active)]
+    losses, accs = (sums / count).tolist(), (correct / count).tolist()
+    return ([loss if a else float("nan") for loss, a in zip(losses, active)],
+            [acc if a else float("nan") for acc, a in zip(accs, active)])
 
 
 def fit(model: BatchedMLP, loaders: Sequence, optimizer_factory: Callable[..., torch.optim.Optimizer],

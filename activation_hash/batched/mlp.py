@@ -7,8 +7,8 @@ biases and the ReLU output, so a padded unit never fires, its parameters get zer
 mask is in the graph) and stay zero under Adam/SGD (zero grad, zero state, zero update; weight
 decay of a zero weight is zero), and `member_codes` drops it.
 
-Batch norm is per member by hand: each member's statistics over its own batch (biased variance
-for normalization, unbiased for the running estimate, momentum 0.1, eps 1e-5, as BatchNorm1d).
+Batch norm is per member: one `F.batch_norm` whose channels are (member, unit) pairs, so each
+member's statistics are over its own batch, with BatchNorm1d's kernel (momentum 0.1, eps 1e-5).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -42,6 +43,7 @@ class BatchedMLP(nn.Module):
             raise ValueError("model.batch_norm: batched members must all use batch norm or none")
         self.members, self.momentum, self.eps = len(solos), momentum, eps
         self.widths = [[lin.out_features for lin, _ in p] for p in per_member]
+        self.padded = len({tuple(w) for w in self.widths}) > 1  # else no mask is needed
         self.batch_norm = per_member[0][0][1] is not None
         self.weight, self.bias, self.gamma, self.beta = (nn.ParameterList() for _ in range(4))
         self.has_bias = per_member[0][0][0].bias is not None
@@ -83,32 +85,34 @@ class BatchedMLP(nn.Module):
         """x: (M, B, ...) one batch per member -> logits (M, B, classes). With `keep` a list,
         the masked post-ReLU activations of every hidden layer are appended to it."""
         h = x.reshape(x.shape[0], x.shape[1], -1)
+        padded = self.padded
         for i in range(self.depth):
-            mask = getattr(self, f"mask{i}")
-            h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+            if padded:
+                mask = getattr(self, f"mask{i}")
+                h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+            else:  # every member as wide as the widest: the masks are all ones
+                h = torch.baddbmm(self.bias[i], h, self.weight[i])
             if i == self.depth - 1:
                 return h
             if self.batch_norm:
                 h = self._norm(h, i)
-            h = torch.relu(h) * mask
+            h = torch.relu(h) * mask if padded else torch.relu(h)
             if keep is not None:
                 keep.append(h)
         raise AssertionError("unreachable")
 
     def _norm(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """Each member's batch norm as one `F.batch_norm` over members x units channels: the same
+        kernel, and per channel the same arithmetic, as each solo run's BatchNorm1d."""
+        members, batch, width = h.shape
         rm, rv = getattr(self, f"running_mean{i}"), getattr(self, f"running_var{i}")
-        if self.training:
-            mean, var = h.mean(dim=1), h.var(dim=1, unbiased=False)
-            n = h.shape[1]
+        if self.training and i == 0:
             with torch.no_grad():
-                if i == 0:
-                    self.num_batches_tracked.add_(1)
-                rm.mul_(1 - self.momentum).add_(self.momentum * mean)
-                rv.mul_(1 - self.momentum).add_(self.momentum * var * n / max(n - 1, 1))
-        else:
-            mean, var = rm, rv
-        h = (h - mean[:, None]) / torch.sqrt(var[:, None] + self.eps)
-        return h * self.gamma[i] + self.beta[i]
+                self.num_batches_tracked.add_(1)
+        flat = h.transpose(0, 1).reshape(batch, members * width)
+        out = F.batch_norm(flat, rm.view(-1), rv.view(-1), self.gamma[i].reshape(-1), self.beta[i].reshape(-1),
+                           self.training, self.momentum, self.eps)
+        return out.view(batch, members, width).transpose(0, 1)
 
     def member_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per member, its boolean code (B, its own units): the sign of every real hidden unit."""

@@ -1,0 +1,407 @@
+"""run_group(cfgs): the runs of one batch group trained as one BatchedMLP, each member's run
+directory written as `activation_hash.run.run(cfg)` writes it.
+
+    from activation_hash.batched.run_group import run_group, unbatchable_reason, group_key
+    results = run_group([cfg_seed0, cfg_seed1])   # per member what run(cfg) returns, in order
+
+The configs must agree in every key but the batchable ones (`members.BATCHABLE_KEYS` and the
+result-neutral `rundir.NOT_RESULT_KEYS`): `group_key(cfg)` is what they must share, and
+`unbatchable_reason(cfg)` says why a config cannot be batched at all (None when it can). The
+Hydra launcher `hydra/launcher=batched` (hydra_plugins/activation_hash_batched_launcher) groups a
+sweep's jobs with these two and calls run_group per group.
+
+Per member, as a solo run: `rundir.claim` (a finished member is skipped, a locked one too),
+config.yaml, meta.json (plus a "batched" entry naming the group), encoding.jsonl (the same capture
+schedule, rows and metric code as NeuralCodeCallback), metrics.csv (Lightning's CSVLogger with a
+solo run's rows: val/loss, val/acc, the captures, train/loss, train/acc, epoch, at the same steps),
+codes/epoch=NNNN.npz with codes.save, result.json last. The recipe's StepLR-like schedule is one
+scheduler over the stacked optimizer (the same function of the epoch for every member);
+EarlyStopping on train/loss is per member, with Lightning's rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from activation_hash.atomic import atomic_write, atomic_write_json
+from activation_hash.batched.capture import member_splits
+from activation_hash.batched.fit import train_epoch
+from activation_hash.batched.members import BATCHABLE_KEYS
+from activation_hash.batched.mlp import BatchedMLP
+from activation_hash.codes.callback import _kept_when_dead, _print_capture
+from activation_hash.codes.capture import describe_units, parse_layers
+from activation_hash.codes.io import codes_path, save_codes
+from activation_hash.codes.probes import enabled_probes, probes
+from activation_hash.codes.schedule import capture_epochs
+from activation_hash.data.protocol import describe as describe_data
+from activation_hash.devices import Placement, metrics_device
+from activation_hash.loggers import build_loggers
+from activation_hash.metrics import WHICH, compute_families
+from activation_hash.metrics.registry import CodeSet, families, load_plugins
+from activation_hash.models.classifier import NonFiniteLossError
+from activation_hash.rundir import claim, comparable
+from activation_hash.run import _meta, _summary, _used
+from activation_hash.summary import print_summary
+from activation_hash.validate import check_against_data, check_config
+
+log = logging.getLogger(__name__)
+
+MLP_TARGET = "activation_hash.models.mlp.MLP"
+DATA_TARGET = "activation_hash.data.InMemoryDataModule"
+# elementwise optimizers: one over the stacked parameters is M independent ones
+OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
+# schedules that depend on the epoch count only (stepped once per epoch, as Lightning's "epoch" interval)
+SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
+              "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after")
+# trainer keys the batched loop implements only at these values
+TRAINER_VALUES = {"max_steps": (-1, None), "fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
+                  "precision": ("32-true", "32", 32), "gradient_clip_val": (None, 0, 0.0), "num_nodes": (1,),
+                  "check_val_every_n_epoch": (1,), "devices": (1, "auto", None), "strategy": ("auto", None),
+                  "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0), "min_epochs": (None, 0)}
+# trainer keys that do not change what the batched loop computes
+TRAINER_IGNORED = ("_target_", "max_epochs", "accelerator", "deterministic", "benchmark", "enable_checkpointing",
+                   "enable_model_summary", "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar",
+                   "gradient_clip_algorithm")
+
+
+def _plain(cfg: DictConfig | dict) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def unbatchable_reason(cfg: DictConfig) -> str | None:
+    """Why this run cannot be a member of a batched group (one line), or None when it can."""
+    c = _plain(cfg)
+    model, data = c.get("model") or {}, c.get("data") or {}
+    if model.get("_target_") != MLP_TARGET:
+        return f"model._target_={model.get('_target_')}: only {MLP_TARGET} batches"
+    if data.get("_target_") != DATA_TARGET:
+        return f"data._target_={data.get('_target_')}: only {DATA_TARGET} batches"
+    if (c.get("optimizer") or {}).get("_target_") not in OPTIMIZERS:
+        return f"optimizer._target_={(c.get('optimizer') or {}).get('_target_')}: batched: {', '.join(OPTIMIZERS)}"
+    scheduler = c.get("scheduler")
+    if scheduler and scheduler.get("_target_") not in SCHEDULERS:
+        return f"scheduler._target_={scheduler.get('_target_')}: batched: epoch schedules {', '.join(SCHEDULERS)}"
+    for key, value in (c.get("trainer") or {}).items():
+        if key in TRAINER_IGNORED:
+            continue
+        if key not in TRAINER_VALUES:
+            return f"trainer.{key}={value}: not implemented by the batched loop"
+        if value not in TRAINER_VALUES[key] and not (key == "devices" and isinstance(value, list) and len(value) == 1):
+            why = " (clipping by norm couples the members' elements)" if key == "gradient_clip_val" else ""
+            return f"trainer.{key}={value}: batched only at {TRAINER_VALUES[key][0]}{why}"
+    for name, spec in (c.get("callbacks") or {}).items():
+        if not spec or "_target_" not in spec:
+            continue
+        if not spec["_target_"].endswith("EarlyStopping"):
+            return f"callbacks.{name}: {spec['_target_']} is not batched (EarlyStopping on train/loss is)"
+        if spec.get("monitor") != "train/loss" or spec.get("check_on_train_epoch_end") is not True:
+            return f"callbacks.{name}: batched early stopping monitors train/loss at train epoch end only"
+        if spec.get("stopping_threshold") is not None or spec.get("divergence_threshold") is not None:
+            return f"callbacks.{name}: stopping/divergence thresholds are not batched"
+        if spec.get("mode", "min") not in ("min", "max"):
+            return f"callbacks.{name}.mode={spec.get('mode')}: min or max"
+    for name, spec in (c.get("logger") or {}).items():
+        if spec and "_target_" in spec and not spec["_target_"].endswith("CSVLogger"):
+            return f"logger.{name}: {spec['_target_']} is not batched (one W&B run per process); only CSVLogger"
+    metrics = c.get("metrics") or {}
+    load_plugins(metrics.get("plugins") or ())
+    which = metrics.get("which", WHICH)
+    for name in [which] if isinstance(which, str) else which:
+        family = families().get(name)
+        if family is not None and (family.needs or family.wants):
+            return f"metrics.which: {name} needs per-sample extras ({', '.join((*family.needs, *family.wants))})"
+    try:
+        shape = tuple(instantiate(c["data"]).input_shape)
+        running = [name for name in enabled_probes(metrics, shape) if _probe_runs(name, metrics, shape)]
+        if running:
+            return f"metrics: network probes ({', '.join(running)}) are not batched"
+    except Exception as err:  # a bad data or probe config fails in the solo run with its own message
+        return f"data/metrics: {err}"
+    return None
+
+
+def _probe_runs(name: str, metrics: dict, shape: tuple[int, ...]) -> bool:
+    """A probe that reads `enabled: auto` itself (regions) does nothing unless its input is 2-D."""
+    if (metrics.get(name) or {}).get("enabled", probes()[name].options.get("enabled")) != "auto":
+        return True
+    auto = probes()[name].auto
+    return bool(auto(shape)) if auto is not None else math.prod(shape) == 2
+
+
+def _batchable(key: str) -> bool:
+    return any(key == b or key.startswith(b + ".") for b in BATCHABLE_KEYS)
+
+
+def group_key(cfg: DictConfig) -> str:
+    """What the members of one group must share: the result-changing keys but the batchable ones."""
+    flat = comparable(_plain(cfg))
+    return json.dumps({k: v for k, v in flat.items() if not _batchable(k)}, sort_keys=True, default=str)
+
+
+def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
+              placement: Placement | None = None) -> list[dict[str, Any] | BaseException]:
+    """Train the group; per member its result dict (what run(cfg) returns: the summary, or a
+    finished run's saved result, or {"skipped": ...}), or the exception that failed it."""
+    for cfg in cfgs:
+        check_config(cfg)
+        if (reason := unbatchable_reason(cfg)) is not None:
+            raise ValueError(f"{cfg.output_dir}: not batchable: {reason}")
+    if len({group_key(cfg) for cfg in cfgs}) > 1:
+        raise ValueError("run_group: the configs differ in keys that do not batch")
+    results: list[Any] = [None] * len(cfgs)
+    with contextlib.ExitStack() as stack:
+        todo = []
+        for i, cfg in enumerate(cfgs):
+            previous = stack.enter_context(claim(cfg, Path(cfg.output_dir)))
+            if previous is not None:
+                results[i] = previous
+            else:
+                todo.append(i)
+        if todo:
+            for i, result in zip(todo, _Group([cfgs[i] for i in todo], device, placement).train()):
+                results[i] = result
+    return results
+
+
+def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    use_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return torch.device("cuda" if use_gpu else "cpu")
+
+
+# Data modules of recent groups, by their config: the groups of one sweep (e.g. one per width)
+# share each seed's data; a data module is read-only once set up (loaders are made per call).
+_DATA: OrderedDict[str, Any] = OrderedDict()
+_DATA_KEPT = 4
+
+
+def _datamodule(data_cfg: DictConfig, key: str) -> Any:
+    if key in _DATA:
+        _DATA.move_to_end(key)
+        return _DATA[key]
+    dm = instantiate(data_cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    _DATA[key] = dm
+    while len(_DATA) > _DATA_KEPT:
+        _DATA.popitem(last=False)
+    return dm
+
+
+class _EarlyStopping:
+    """Lightning's EarlyStopping rule on one member's train/loss (checked at train epoch end)."""
+
+    def __init__(self, spec: dict):
+        self.patience, self.mode = int(spec.get("patience", 3)), spec.get("mode", "min")
+        delta = abs(float(spec.get("min_delta", 0.0)))
+        self.min_delta = -delta if self.mode == "min" else delta
+        self.check_finite = spec.get("check_finite", True)
+        self.best = torch.tensor(math.inf if self.mode == "min" else -math.inf)
+        self.wait = 0
+
+    def should_stop(self, value: float) -> bool:
+        current = torch.tensor(value)
+        if self.check_finite and not torch.isfinite(current):
+            return True
+        better = torch.lt if self.mode == "min" else torch.gt
+        if better(current - self.min_delta, self.best):
+            self.best, self.wait = current, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+class _Group:
+    def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None):
+        self.cfgs, self.cfg = cfgs, cfgs[0]
+        self.device = _device(self.cfg, device)
+        self.placement = placement or Placement(self.device.type, [self.device.index or 0]
+                                                if self.device.type == "cuda" else 1, None)
+        self.outs = [Path(cfg.output_dir) for cfg in cfgs]
+        cache: dict[str, Any] = {}
+        self.dms, nets, self.units = [], [], []
+        for cfg in cfgs:  # run()'s order: seed, data, network (the data draws no torch randomness)
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            key = json.dumps(_plain(cfg.data), sort_keys=True, default=str)
+            if key not in cache:
+                cache[key] = _datamodule(cfg.data, key)
+            dm = cache[key]
+            info = describe_data(dm)
+            check_against_data(cfg, info.n_train)
+            nets.append(instantiate(cfg.model)(input_shape=info.input_shape, num_classes=info.num_classes))
+            self.units.append(describe_units(nets[-1], info.input_shape))
+            self.dms.append(dm)
+        # the callback names layers from the LightningModule, whose network is its `net`
+        names = [f"net.{name}" for name, _ in self.units[0]]
+        self.layers = parse_layers(self.cfg.codes.layers, len(names), names=names)
+        self.layer_names = names
+        self.model = BatchedMLP(nets).to(self.device)
+        for dm in cache.values():
+            dm.to(self.device)
+        members = [str(o) for o in self.outs]
+        for cfg, out, units in zip(cfgs, self.outs, self.units):
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
+            meta = _meta(units, self.placement)
+            meta["batched"] = {"members": len(cfgs), "device": str(self.device), "group": members}
+            atomic_write_json(out / "meta.json", meta)
+        metric_kwargs = _plain(self.cfg.metrics)
+        self.device_request = metric_kwargs.pop("device", "auto")
+        self.which = metric_kwargs.get("which", WHICH)
+        # as NeuralCodeCallback: the network probes' sections are not metric options
+        self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
+        with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            self.loggers = [build_loggers(cfg.get("logger")) for cfg in cfgs]
+            for logger in (lg for loggers in self.loggers for lg in loggers):
+                logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
+        self.records: list[list[dict]] = [[] for _ in cfgs]
+        self.done: list[set[int]] = [set() for _ in cfgs]
+
+    def train(self) -> list[dict[str, Any] | BaseException]:
+        cfg, m_count = self.cfg, len(self.cfgs)
+        max_epochs = int(cfg.trainer.max_epochs)
+        epochs = capture_epochs(cfg.codes.epochs, max_epochs)
+        optimizer = instantiate(cfg.optimizer)(params=[p for p in self.model.parameters() if p.requires_grad])
+        scheduler = instantiate(cfg.scheduler)(optimizer=optimizer) if cfg.get("scheduler") else None
+        stoppers = [[_EarlyStopping(_plain(s)) for s in (c.get("callbacks") or {}).values()
+                     if s and "_target_" in s] for c in self.cfgs]
+        loaders = [dm.train_dataloader() for dm in self.dms]
+        steps_per_epoch = len(loaders[0])
+        step = [0] * m_count
+        trained = [0] * m_count
+        active = [True] * m_count
+        failed: list[str | None] = [None] * m_count
+        started = time.perf_counter()
+        if 0 in epochs:
+            self.capture(range(m_count), 0, step)
+        for epoch in range(1, max_epochs + 1):
+            if not any(active):
+                break
+            losses, accs = train_epoch(self.model, loaders, optimizer, active)
+            now = [m for m in range(m_count) if active[m]]
+            for m in now:
+                trained[m], step[m] = epoch, step[m] + steps_per_epoch
+            for m, (loss, acc) in zip(now, self.validate(now)):  # Lightning logs at step - 1
+                self.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(epoch)}, step[m] - 1)
+            if epoch in epochs:
+                self.capture(now, epoch, step)
+            for m in now:
+                self.log(m, {"epoch": float(epoch), "train/loss": losses[m], "train/acc": accs[m]}, step[m] - 1)
+                if not math.isfinite(losses[m]):
+                    failed[m] = (f"training loss became {losses[m]} during epoch {epoch} (global step {step[m]})")
+                    active[m] = False
+                stop = [s.should_stop(losses[m]) for s in stoppers[m]]  # every callback sees the epoch
+                if any(stop):
+                    active[m] = False
+            if scheduler is not None:
+                scheduler.step()
+        stopped = [m for m in range(m_count) if cfg.codes.get("capture_last", True)
+                   and trained[m] not in self.done[m] and 0 < trained[m] < max_epochs]
+        for m in stopped:
+            self.capture([m], trained[m], step, reason="stopped")
+        seconds = round(time.perf_counter() - started, 2)
+        results: list[dict[str, Any] | BaseException] = []
+        for m, out in enumerate(self.outs):
+            for logger in self.loggers[m]:
+                logger.finalize("success" if failed[m] is None else "failed")
+            if failed[m] is not None:
+                results.append(NonFiniteLossError(
+                    f"{failed[m]}; training stopped. The {len(self.records[m]) // 2} capture(s) made before are kept "
+                    f"in {out / 'encoding.jsonl'}. Try a lower optimizer.lr or set trainer.gradient_clip_val."))
+                continue
+            result = _summary(self.records[m])
+            result.update(run_dir=str(out), epochs_trained=trained[m], train_seconds=seconds,
+                          units_per_layer={name: n for name, n in self.units[m]})
+            atomic_write_json(out / "result.json", result)
+            print_summary(self.records[m])  # as run() does
+            log.info("run directory: %s", out)
+            results.append(result)
+        return results
+
+    def log(self, m: int, metrics: dict[str, float], step: int) -> None:
+        for logger in self.loggers[m]:
+            logger.log_metrics(metrics, step=step)
+
+    @torch.no_grad()
+    def validate(self, members: list[int]) -> list[tuple[float, float]]:
+        """Per member, val/loss (the batch-size-weighted mean of batch means, as Lightning's epoch
+        mean) and val/acc, in eval mode; empty when there is no validation set."""
+        if not members or self.dms[0].y_val is None or len(self.dms[0].y_val) == 0:
+            return []
+        self.model.eval()
+        size = int(self.cfg.data.eval_batch_size)
+        n = len(self.dms[0].y_val)
+        loss = torch.zeros(self.model.members, device=self.device)
+        correct = torch.zeros(self.model.members, dtype=torch.int64, device=self.device)
+        for start in range(0, n, size):
+            x = torch.stack([dm.x_val[start:start + size] for dm in self.dms])
+            y = torch.stack([dm.y_val[start:start + size] for dm in self.dms])
+            logits = self.model(x)
+            per = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            loss += per * y.shape[1]
+            correct += (logits.argmax(-1) == y).sum(1)
+        self.model.train()
+        return [(float(loss[m] / n), float(correct[m] / n)) for m in members]
+
+    def capture(self, members, epoch: int, step: list[int], reason: str = "scheduled") -> None:
+        """NeuralCodeCallback._capture for each member in `members`, from one batched forward."""
+        members = list(members)
+        started = time.perf_counter()
+        size = int(self.cfg.data.eval_batch_size)
+        splits = member_splits(self.model, self.dms, self.layers, size, self.layer_names,
+                               [[n for _, n in units] for units in self.units])
+        forward = (time.perf_counter() - started) / len(splits)
+        for m in members:
+            t0 = time.perf_counter()
+            self.done[m].add(epoch)
+            train, test = splits[m]["train"], splits[m]["test"]
+            codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits, extras={},
+                            layer_names=tuple(train.layer_names), layer_units=tuple(train.layer_units))
+            metrics = compute_families(codes, which=self.which, options=self.options,
+                                       device=metrics_device(self.device_request, self.device))
+            metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
+                            "test/net_acc": test.acc, "test/net_loss": test.loss})
+            dead = metrics.get("n_bits_used") == 0
+            if dead:
+                which = [self.which] if isinstance(self.which, str) else list(self.which)
+                names = {n for name in which if name in families() for n in families()[name].names}
+                metrics = {**dict.fromkeys(names),
+                           **{k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}}
+            elapsed = forward + time.perf_counter() - t0
+            common = {"epoch": epoch, "dead_network": dead, "step": step[m], "reason": reason,
+                      "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
+                      "capture_seconds": round(elapsed, 3)}
+            rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
+                    for split in ("train", "test")]
+            self.records[m].extend(rows)
+            out = self.outs[m]
+            atomic_write(out / "encoding.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records[m]))
+            if self.cfgs[m].codes.get("save", False):
+                extra = {}
+                if (clean := describe_data(self.dms[m]).train_clean_labels) is not None:
+                    extra["train_clean_labels"] = clean
+                save_codes(codes_path(out / "codes", epoch), train_codes=train.codes, test_codes=test.codes,
+                           train_labels=train.labels, test_labels=test.labels, n_bits=train.n_bits, epoch=epoch,
+                           layer_names=train.layer_names, layer_units=train.layer_units, **extra)
+            logged = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            logged["epoch"] = float(epoch)
+            self.log(m, logged, step[m])
+            if self.cfgs[m].codes.get("verbose", True):
+                _print_capture(epoch, metrics, elapsed, dead)

@@ -1,0 +1,143 @@
+"""The batched launcher (`hydra/launcher=batched`): plugin discovery, grouping, device choice, and
+run directories equal to solo runs' (issue 13).
+
+    PYTHONPATH=$PWD python -m pytest tests/test_launcher.py -q          # the slow CLI test: -m slow
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from activation_hash.batched.compare import compare_runs, compare_sweeps
+from activation_hash.batched.run_group import run_group, unbatchable_reason
+from activation_hash.rundir import claim
+from activation_hash.run import run
+from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan, unit_device
+from tests.conftest import REPO, compose_config
+
+# digits, 3 epochs, a schedule that changes the lr every epoch, early stopping (never triggering)
+SMALL = ["trainer.max_epochs=3", "codes.epochs=[0,1,3]", "data.train_size=200", "data.test_size=100",
+         "progress_bar=none", "codes.verbose=false", "codes.save=true", "scheduler=step",
+         "scheduler.step_size=1", "scheduler.gamma=0.5", "callbacks=early_stopping"]
+MEMBERS = [["seed=0", "model.width=16"], ["seed=1", "model.width=7", "data.label_noise=0.3"]]
+TOLERANCE = 1e-4  # worst relative difference of any number in the run directories (measured: docs/batched_training.md)
+
+
+def test_plugin_is_found_by_hydra() -> None:
+    with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hydra/launcher=batched"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("batched_launcher.BatchedLauncher")
+    assert cfg.hydra.launcher.pad_widths == "auto" and cfg.hydra.launcher.max_members is None
+
+
+def _tasks(variants: list[list[str]], *common: str):
+    return [compose_config([*SMALL, *common, *v], output_dir=Path("/tmp/unused") / str(i))
+            for i, v in enumerate(variants)]
+
+
+def test_plan_groups_batchable_jobs_and_says_why_others_run_alone() -> None:
+    tasks = _tasks([["seed=0", "model.width=7"], ["seed=1", "model.width=7"], ["seed=0", "model.width=16"],
+                    ["seed=1", "model.width=16", "data.label_noise=0.2"], ["trainer.gradient_clip_val=1.0"],
+                    ["optimizer.lr=0.5"], ["model=dlgn"]])
+    units, why = plan(tasks, pad_widths=True)
+    assert units == [[0, 1, 2, 3], [4], [5], [6]]
+    assert "gradient_clip_val" in why[4] and "couples" in why[4]
+    assert why[5].startswith("no other job")
+    assert "model._target_" in why[6]
+    units, _ = plan(tasks, pad_widths=False)  # the CPU default: one width per group
+    assert units[:2] == [[0, 1], [2, 3]]
+    units, _ = plan(tasks, max_members=3, pad_widths=True)
+    assert units[:2] == [[0, 1, 2], [3]]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("logger=wandb", "W&B"), ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
+    ("+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor", "LearningRateMonitor"),
+    ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("trainer.max_steps=10", "max_steps"),
+    ("metrics.diameter.enabled=true", "probes"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
+])
+def test_unbatchable_configs_name_the_key(tmp_path, override, words) -> None:
+    assert unbatchable_reason(compose_config([*SMALL], output_dir=tmp_path)) is None
+    assert words in (unbatchable_reason(compose_config([*SMALL, override], output_dir=tmp_path)) or "")
+
+
+def test_run_group_refuses_gradient_clipping(tmp_path) -> None:
+    cfgs = [compose_config([*SMALL, "trainer.gradient_clip_val=1.0", f"seed={s}"], output_dir=tmp_path / str(s))
+            for s in (0, 1)]
+    with pytest.raises(ValueError, match="gradient_clip_val"):
+        run_group(cfgs)
+
+
+def test_unit_device_spreads_units_over_gpus() -> None:
+    assert [unit_device("auto", 1, u, 2, gpu_count=2)[0] for u in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert unit_device("gpu", 1, 5, 4, gpu_count=3)[0] == "cuda:2"
+    assert unit_device("auto", 1, 0, 1, gpu_count=2)[0] == "cuda:0"      # one at a time: the first GPU
+    assert unit_device("auto", [1], 0, 1, gpu_count=2)[0] == "cuda:1"    # trainer.devices=[1] is kept
+    device, placement = unit_device("auto", 1, 1, 2, gpu_count=0, cpu_count=8)
+    assert device == "cpu" and placement.threads == 4                      # CPU jobs split the cores
+    assert unit_device("cpu", 1, 1, 2, gpu_count=2, cpu_count=8)[0] == "cpu"
+
+
+def _pair(tmp_path, variants, *common):
+    solo = [compose_config([*SMALL, *common, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(variants)]
+    batch = [compose_config([*SMALL, *common, *v], output_dir=tmp_path / "batch" / str(i))
+             for i, v in enumerate(variants)]
+    return solo, batch
+
+
+@pytest.mark.parametrize("extra", [[], ["model.batch_norm=true"],
+                                   # stops after epoch 2 (no loss improves by 10): a "stopped" capture
+                                   ["trainer.max_epochs=4", "codes.epochs=[0,1,4]",
+                                    "callbacks.early_stopping.min_delta=10", "callbacks.early_stopping.patience=1"]])
+def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
+    solo, batch = _pair(tmp_path, MEMBERS, *extra)
+    expected = [run(cfg) for cfg in solo]
+    got = run_group(batch)
+    for s, b, e, g in zip(solo, batch, expected, got):
+        keys: dict[str, float] = {}
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        if "model.batch_norm=true" not in extra:
+            assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
+            assert worst.get("codes bits differing", 0) == 0, worst
+        else:  # eval mode under BN carries the pre-norm bias's rounding noise: docs/batched_training.md
+            assert keys["train/loss"] < TOLERANCE and keys["train/acc"] < TOLERANCE, keys
+            assert max(keys["val/loss"], keys["test/net_loss"], keys["train/net_loss"]) < 1e-3, keys
+            assert worst["codes bits differing"] < 0.01, worst
+        assert g["epochs_trained"] == e["epochs_trained"]
+        assert json.loads((Path(b.output_dir) / "result.json").read_text())["run_dir"] == b.output_dir
+    if any("min_delta" in e for e in extra):
+        rows = [json.loads(line) for line in (Path(batch[0].output_dir) / "encoding.jsonl").read_text().splitlines()]
+        assert [(r["epoch"], r["reason"]) for r in rows][-1] == (2, "stopped")
+
+
+def test_finished_members_are_skipped_and_locked_ones_left_alone(tmp_path) -> None:
+    cfgs = [compose_config([*SMALL, *v, "codes.save=false"], output_dir=tmp_path / str(i))
+            for i, v in enumerate([*MEMBERS, ["seed=2", "model.width=24", "data.label_noise=0.1"]])]
+    first = run_group(cfgs)
+    (tmp_path / "1" / "result.json").unlink()  # member 1 did not finish
+    finished = (tmp_path / "0" / "result.json").stat().st_mtime_ns
+    with claim(cfgs[2], tmp_path / "2"):       # member 2 is being run by someone else
+        again = run_group(cfgs)
+    assert again[0] == first[0] and (tmp_path / "0" / "result.json").stat().st_mtime_ns == finished
+    assert again[1]["test/knn_acc"] == pytest.approx(first[1]["test/knn_acc"])
+    assert "skipped" in again[2]
+
+
+@pytest.mark.slow
+def test_cli_sweep_equals_basic_launcher(tmp_path) -> None:
+    """python -m activation_hash -m hydra/launcher=batched vs the basic launcher, same grid."""
+    grid = [*SMALL, "model.width=7,16", "seed=0,1", "data.label_noise=0,0.2", "codes.save=false"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("batched", ["hydra/launcher=batched", "hydra.launcher.pad_widths=true"]), ("basic", [])):
+        subprocess.run([sys.executable, "-m", "activation_hash", "-m", *launcher, *grid,
+                        f"hydra.sweep.dir={tmp_path / name}"], check=True, env=env, cwd=REPO,
+                       capture_output=True, text=True)
+    worst = compare_sweeps(tmp_path / "batched", tmp_path / "basic")
+    assert worst["runs"] == 8 and max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE
