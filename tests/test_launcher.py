@@ -141,3 +141,27 @@ def test_cli_sweep_equals_basic_launcher(tmp_path) -> None:
                        capture_output=True, text=True)
     worst = compare_sweeps(tmp_path / "batched", tmp_path / "basic")
     assert worst["runs"] == 8 and max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE
+
+
+def test_a_member_dir_with_a_killed_solo_runs_checkpoint_starts_clean(tmp_path, monkeypatch) -> None:
+    """A group trains from epoch 0: the killed solo run's outputs (and checkpoint) move aside; the
+    member's encoding.jsonl holds one run's rows, as an untouched directory would."""
+    from activation_hash.models.classifier import Classifier
+    cfgs = [compose_config([*SMALL, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(MEMBERS)]
+    original = Classifier.training_step
+
+    def killed(self, *args, **kwargs):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")   # stands for the process being killed
+        return original(self, *args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(Classifier, "training_step", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            run(cfgs[0])
+    assert (tmp_path / "batch" / "0" / "checkpoints" / "last.ckpt").is_file()
+    run_group(cfgs)
+    fresh = [compose_config([*SMALL, *v], output_dir=tmp_path / "fresh" / str(i)) for i, v in enumerate(MEMBERS)]
+    run_group(fresh)
+    rows = lambda d: [json.loads(line)["epoch"] for line in (d / "encoding.jsonl").read_text().splitlines()]  # noqa: E731
+    assert rows(tmp_path / "batch" / "0") == rows(tmp_path / "fresh" / "0") == [0, 0, 1, 1, 3, 3]
+    assert list((tmp_path / "batch").glob("0.previous-*/checkpoints/last.ckpt"))
