@@ -165,3 +165,25 @@ def test_a_member_dir_with_a_killed_solo_runs_checkpoint_starts_clean(tmp_path, 
     rows = lambda d: [json.loads(line)["epoch"] for line in (d / "encoding.jsonl").read_text().splitlines()]  # noqa: E731
     assert rows(tmp_path / "batch" / "0") == rows(tmp_path / "fresh" / "0") == [0, 0, 1, 1, 3, 3]
     assert list((tmp_path / "batch").glob("0.previous-*/checkpoints/last.ckpt"))
+
+
+def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_path) -> None:
+    """hydra/launcher=batched_local: a group and a solo job each run as a submitit job (the SLURM
+    path on this machine); their run dirs equal the in-process batched launcher's."""
+    grid = [*SMALL, "seed=0,1", "model.width=7", "trainer.gradient_clip_val=null,1.0", "codes.save=false"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("submitit", "hydra/launcher=batched_local"), ("inline", "hydra/launcher=batched")):
+        out = subprocess.run([sys.executable, "-m", "activation_hash", "-m", launcher, *grid,
+                              f"hydra.sweep.dir={tmp_path / name}"], env=env, cwd=REPO, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "submitit" / ".submitit").glob("*/*_log.*"))
+    assert "batched group of 2 jobs" in logs                       # the unclipped pair ran as one group
+    assert len(list((tmp_path / "submitit" / ".submitit").glob("*/*_result.pkl"))) == 3   # 1 group + 2 solo
+    worst = compare_sweeps(tmp_path / "submitit", tmp_path / "inline")
+    assert worst["runs"] == 4 and max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE
+
+    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import _Unit
+    unit = _Unit()
+    again = unit.checkpoint(0, [1, 2], ["a"])                     # what submitit calls on preemption
+    assert again.function is unit and again.args == (0, [1, 2], ["a"])

@@ -11,6 +11,9 @@ Every job's directory gets Hydra's `.hydra/` files and job log as usual (a group
 set up by `run_job` with a task that only resolves its config; the group then trains). Why a job
 is not batched is logged. With n_jobs > 1, groups and solo jobs run in that many worker processes
 (loky, as the joblib launcher); unit i takes GPU i mod the GPU count, or its share of the CPUs.
+With `hydra.launcher.submitit` set (hydra/launcher=batched_slurm, batched_local) every unit is a
+submitit job instead, resubmitted when preempted or timed out: its finished members are skipped
+and the unfinished ones train again from epoch 0 (a group keeps no checkpoint).
 """
 
 from __future__ import annotations
@@ -159,9 +162,37 @@ def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[D
     return prepared
 
 
+class _Unit:
+    """One unit as a submitit job: a `Checkpointable` callable, so submitit resubmits it on
+    preemption or timeout (its finished members are then skipped by their run directories)."""
+
+    def __call__(self, *args: Any) -> list[JobReturn]:
+        return _run_unit(*args)
+
+    def checkpoint(self, *args: Any) -> Any:
+        import submitit
+        return submitit.helpers.DelayedSubmission(self, *args)
+
+
+def _submitit_executor(params: dict[str, Any], sweep_dir: Path) -> Any:
+    import submitit
+    params = dict(params)
+    cluster = params.pop("cluster", "local")
+    if cluster not in ("local", "slurm", "debug"):
+        raise ValueError(f"hydra.launcher.submitit.cluster={cluster}: allowed: local, slurm, debug")
+    folder = params.pop("folder", str(sweep_dir / ".submitit" / "%j"))
+    init = {f"{cluster}_max_num_timeout": params.pop("max_num_timeout")} if "max_num_timeout" in params else {}
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, **init)
+    executor.update_parameters(**params)
+    return executor
+
+
 class BatchedLauncher(Launcher):
-    def __init__(self, max_members: int | None = None, pad_widths: str | bool = "auto", n_jobs: int = 1) -> None:
+    def __init__(self, max_members: int | None = None, pad_widths: str | bool = "auto", n_jobs: int = 1,
+                 submitit: Any = None) -> None:
         super().__init__()
+        self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) \
+            else (dict(submitit) if submitit else None)
         if max_members is not None and int(max_members) < 1:
             raise ValueError(f"hydra.launcher.max_members={max_members}: an integer >= 1 or null")
         if str(pad_widths).lower() not in ("auto", "true", "false"):
@@ -204,7 +235,15 @@ class BatchedLauncher(Launcher):
                 log.info("\t#%d : %s (%s)", idx, " ".join(filter_overrides(job_overrides[p])), note)
         args = [(u, unit, [initial_job_idx + p for p in unit], [configs[p] for p in unit])
                 for u, unit in enumerate(units)]
-        if self.n_jobs > 1 and len(units) > 1:
+        if self.submitit is not None:
+            executor = _submitit_executor(self.submitit, Path(str(self.config.hydra.sweep.dir)))
+            state = Singleton.get_state()
+            spread = len(args) if executor.cluster == "local" else 1  # on SLURM each job has its own GPUs
+            jobs = [executor.submit(_Unit(), *a, self.hydra_context, self.task_function, self.config, spread, state)
+                    for a in args]
+            log.info("submitted %d units through submitit (%s); waiting for them", len(jobs), executor.cluster)
+            outputs = [job.result() for job in jobs]
+        elif self.n_jobs > 1 and len(units) > 1:
             from joblib import Parallel, delayed
             state = Singleton.get_state()
             outputs = Parallel(n_jobs=self.n_jobs, backend="loky")(

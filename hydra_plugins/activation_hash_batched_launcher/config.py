@@ -3,7 +3,7 @@ imports every module of the `hydra_plugins` namespace package on sys.path)."""
 
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -18,6 +18,11 @@ class BatchedLauncherConf:
     pad_widths: str = "auto"
     # groups and solo jobs run at once (worker processes); on GPUs unit i takes GPU i mod count
     n_jobs: int = 1
+    # null: units run here (n_jobs worker processes). A mapping: every unit (group or solo job) is a
+    # submitit job, requeued when preempted or timed out; keys: cluster (local | slurm), folder,
+    # max_num_timeout, and submitit executor parameters (timeout_min, slurm_partition, gpus_per_node,
+    # ...); see conf/hydra/launcher/batched_slurm.yaml and batched_local.yaml
+    submitit: Optional[Dict[str, Any]] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
