@@ -59,7 +59,7 @@ def test_section_draws_the_comparison_from_the_table(tmp_path: Path):
         assert len(runs) == 2 and len(got) == 1
         for metric in ("test/redundancy", "test/knn_acc", "test/logreg_acc", "test/net_acc"):
             assert got[f"{metric}_mean"].item() == pytest.approx(runs[metric].mean())
-            assert got[f"{metric}_std"].item() == pytest.approx(runs[metric].std(ddof=0))
+            assert got[f"{metric}_std"].item() == pytest.approx(runs[metric].std(ddof=1))
     gates = pd.read_csv(out / "dlgn_vs_relu_mnist_gates.csv")
     assert set(gates["family"]) == {"DLGN", "DLGN-SF"} and set(gates["model.width"]) == {40}
     dlgn = table[(table["model.variant"] == "dlgn") & (table["model.width"] == 40) & (table["epoch"] == 1)]

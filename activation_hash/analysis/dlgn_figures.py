@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from activation_hash.analysis.collect import write_atomic
 
@@ -77,7 +79,8 @@ def summary(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean, std and number of runs of every metric per `by` group."""
     metrics = [m for m in METRICS if m in rows.columns]
     grouped = rows.groupby(by)
-    out = grouped[metrics].agg(["mean", lambda v: float(np.std(v.dropna(), ddof=0)) if v.notna().any() else np.nan])
+    # sample std over seeds (ddof=1), as every other figure of the report draws it
+    out = grouped[metrics].agg(["mean", lambda v: float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan])
     out.columns = [f"{m}_{'mean' if s == 'mean' else 'std'}" for m, s in out.columns]
     out["runs"] = grouped["run_dir"].nunique()
     return out.reset_index()
@@ -94,10 +97,19 @@ def vs_width(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
             x, y, s = part["model.width"], part[f"{metric}_mean"], part[f"{metric}_std"].fillna(0)
             ax.plot(x, y, marker="o", ms=3, color=f"C{k}", label=name)
             ax.fill_between(x, y - s, y + s, color=f"C{k}", alpha=0.15, lw=0)
-        ax.set(xscale="log", xlabel="width (units per layer)", title=METRICS[metric])
+        ax.set(xscale="log", xlabel="width (units per layer)", ylabel=METRICS[metric], title=METRICS[metric])
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.title.set_fontsize(9)
         if i == len(metrics) - 1:
-            ax.legend(fontsize=7, loc="lower right")
+            handles, texts = ax.get_legend_handles_labels()
+            seeds = sorted({int(n) for n in data["runs"] if n > 1})
+            if seeds:
+                n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+                handles.append(Patch(color="0.3", alpha=0.15, lw=0))
+                texts.append(f"band: ±1 std over {n} seeds")
+            ax.legend(handles, texts, fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig, data
@@ -121,6 +133,7 @@ def vs_epoch(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
                         color=f"C{k}", label=f"{name}, width {width:g}")
         _epoch_axis(ax, data["epoch"])
         ax.set_title(METRICS[metric], fontsize=9)
+        ax.set_ylabel(METRICS[metric])
     key = fig.add_subplot(grid[0, -1])
     key.set_axis_off()
     key.legend(*fig.axes[0].get_legend_handles_labels(), fontsize=6, loc="center left", frameon=False)
@@ -183,7 +196,8 @@ def last_table(rows: pd.DataFrame) -> str:
              "|---:|---|---:|---:|" + "---:|" * len(metrics)]
     last = _last(rows).groupby(["family", "model.width"])["epoch"].max()
     for _, r in data.iterrows():
-        cells = [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if pd.notna(r[f"{m}_mean"]) else "–" for m in metrics]
+        cells = [("–" if pd.isna(r[f"{m}_mean"]) else f"{r[f'{m}_mean']:.3f}"
+                  + (f" ± {r[f'{m}_std']:.3f}" if pd.notna(r[f"{m}_std"]) else "")) for m in metrics]
         lines.append(f"| {r['model.width']:g} | {r['family']} | {last[(r['family'], r['model.width'])]} | "
                      f"{int(r['runs'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -56,7 +56,10 @@ def knn_ties_section(table: pd.DataFrame, ignore: Sequence[str] = ()) -> list[st
             share = float(point["test/knn_tie_affected"].astype(float).mean())
             if share > LARGE:
                 values = key if isinstance(key, tuple) else (key,)
-                where = ", ".join(f"`{k}` {display(v)}" for k, v in zip(keys, values)) or "(single setting)"
+                # settings a model does not have (null) and the class when the model's name is shown say nothing
+                shown = [(k, v) for k, v in zip(keys, values) if display(v) != "none"
+                         and not (k == "model._target_" and "model_name" in keys)]
+                where = ", ".join(f"`{k}` {display(v)}" for k, v in shown) or "(single setting)"
                 large.append((share, [display(study), where, f"{share:.2f}",
                                       f"{point['test/knn_acc'].astype(float).mean():.3f}",
                                       f"{point['test/knn_acc_index'].astype(float).mean():.3f}"
