@@ -32,14 +32,13 @@ import time
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from activation_hash.batched import BatchedMLP
 from activation_hash.batched.mlp import max_relative_difference
-from activation_hash.batched.fit import fit
+from activation_hash.batched.fit import fit, train_solo
 
 PAPER_WIDTHS = [3, 7, 10, 15, 20, 23, 27, 30, 33, 37, 40, 43, 47, 50, 53, 57, 60, 65, 70, 75, 80, 90, 100]
 
@@ -71,14 +70,7 @@ def members(train_size: int | None, seeds: int, widths: list[int], device: str):
 
 
 def solo_epochs(net, loader, optimizer_factory, epochs: int):
-    optimizer = optimizer_factory(params=net.parameters())
-    net.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            optimizer.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            optimizer.step()
-    return net
+    return train_solo(net, loader, optimizer_factory(params=net.parameters()), epochs)
 
 
 def sync(device: str) -> None:

@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from activation_hash.batched import BatchedMLP
-from activation_hash.batched.fit import fit
+from activation_hash.batched.fit import fit, train_solo
 from activation_hash.batched.members import build_member
 from activation_hash.batched.mlp import max_relative_difference
 from tests.conftest import TINY, compose_config
@@ -27,14 +26,7 @@ def _solo_train(member, epochs: int):
     """What Lightning's automatic optimization does per batch: zero_grad, forward, CE, backward, step."""
     net = copy.deepcopy(member.net)
     optimizer = instantiate(member.cfg.optimizer)(params=net.parameters())
-    loader = member.datamodule.train_dataloader()
-    net.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            optimizer.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            optimizer.step()
-    return net
+    return train_solo(net, member.datamodule.train_dataloader(), optimizer, epochs)
 
 
 def _max_rel_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:

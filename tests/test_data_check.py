@@ -3,7 +3,6 @@ what is missing is said in one message with both fixes; --download fetches it (l
 
 from __future__ import annotations
 
-import pytest
 
 from activation_hash.data import check
 from tests.test_data import http_root, md5, write_tiny_mnist  # noqa: F401  (http_root is a fixture)

@@ -69,3 +69,15 @@ def fit(model: BatchedMLP, loaders: Sequence, optimizer_factory: Callable[..., t
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, active)
     return optimizer
+
+
+def train_solo(net: torch.nn.Module, loader, optimizer: torch.optim.Optimizer, epochs: int) -> torch.nn.Module:
+    """The solo reference a member must equal: what Lightning's automatic optimization does per
+    batch (zero_grad, forward, cross-entropy, backward, step), for `epochs` passes over `loader`."""
+    net.train()
+    for _ in range(epochs):
+        for x, y in loader:
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    return net
