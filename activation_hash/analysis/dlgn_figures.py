@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from activation_hash.analysis.collect import write_atomic
+from activation_hash.analysis.figures import plain_ticks, spread_entry
 
 METRICS = {"test/redundancy": "test redundancy", "test/knn_acc": "K-NN acc.", "test/logreg_acc": "LR acc.",
            "test/net_acc": "network acc."}
@@ -98,18 +97,12 @@ def vs_width(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
             ax.plot(x, y, marker="o", ms=3, color=f"C{k}", label=name)
             ax.fill_between(x, y - s, y + s, color=f"C{k}", alpha=0.15, lw=0)
         ax.set(xscale="log", xlabel="width (units per layer)", ylabel=METRICS[metric], title=METRICS[metric])
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        plain_ticks(ax.xaxis, "log")
         ax.title.set_fontsize(9)
         if i == len(metrics) - 1:
             handles, texts = ax.get_legend_handles_labels()
-            seeds = sorted({int(n) for n in data["runs"] if n > 1})
-            if seeds:
-                n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-                handles.append(Patch(color="0.3", alpha=0.15, lw=0))
-                texts.append(f"band: ±1 std over {n} seeds")
-            ax.legend(handles, texts, fontsize=7, loc="lower right")
+            band = spread_entry(data["runs"])
+            ax.legend(handles + list(band.values()), texts + list(band), fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig, data

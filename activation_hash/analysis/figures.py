@@ -187,9 +187,10 @@ def _facet_title(columns: Sequence[str], combo: Sequence[Any], labels: Mapping[s
     return ", ".join(f"{label(c, labels)} {display(v)}" for c, v in zip(columns, combo))
 
 
-def _spread_entry(data: pd.DataFrame, errorbars: str) -> dict[str, Any]:
-    """The legend entry that says what the band or bars are: ±1 std over the n seeds of a point."""
-    counts = data.loc[data["n"] > 1, "n"]
+def spread_entry(counts: pd.Series, errorbars: str = "band") -> dict[str, Any]:
+    """The legend entry that says what the band or bars are: ±1 std over the n seeds of a point
+    (`counts`: the number of runs averaged into each point)."""
+    counts = counts[counts > 1]
     if errorbars == "none" or counts.empty:
         return {}
     low, high = int(counts.min()), int(counts.max())
@@ -251,16 +252,19 @@ def _set_scales(ax: Axes, recipe: Recipe) -> None:
     for axis, scale in (("x", recipe.xscale), ("y", recipe.yscale)):
         setter = ax.set_xscale if axis == "x" else ax.set_yscale
         setter(scale, **({"linthresh": 1} if scale == "symlog" else {}))
-        if scale == "linear":
-            continue
-        # plain numbers at 1-2-5 steps (1, 2, 5, 10, 20, ...), not 10^k alone in maths text
-        target = ax.xaxis if axis == "x" else ax.yaxis
-        if scale == "log":
-            target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        else:
-            target.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1, subs=(1.0, 2.0, 5.0)))
-        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        target.set_minor_formatter(NullFormatter())
+        plain_ticks(ax.xaxis if axis == "x" else ax.yaxis, scale)
+
+
+def plain_ticks(axis: Any, scale: str) -> None:
+    """On a log or symlog axis, plain numbers at 1-2-5 steps (1, 2, 5, 10, 20, ...), not 10^k alone."""
+    if scale == "linear":
+        return
+    if scale == "log":
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        axis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: tuple[str, ...]) -> Rendered:
@@ -351,7 +355,7 @@ def _lines(table: pd.DataFrame, recipe: Recipe, labels: dict[str, str], ignore: 
                 dashes = LINESTYLES[i % len(LINESTYLES)]
                 legend[dash_text(metric, style)] = Line2D([], [], color="0.3", lw=1.4, ls=dashes)
 
-    legend.update(_spread_entry(data, recipe.errorbars) if recipe.kind == "line" or recipe.errorbars == "bar" else {})
+    legend.update(spread_entry(data["n"], recipe.errorbars) if recipe.kind == "line" or recipe.errorbars == "bar" else {})
     for ax, (combo, metric) in zip(axes, specs):
         _set_scales(ax, recipe)
         if categorical:
