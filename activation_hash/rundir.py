@@ -71,8 +71,10 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def claim(cfg: DictConfig, out: Path) -> Iterator[dict[str, Any] | None]:
-    """Own `out` for the body; yield a result to return instead of running, or None to run."""
+def claim(cfg: DictConfig, out: Path, can_resume: bool = True) -> Iterator[dict[str, Any] | None]:
+    """Own `out` for the body; yield a result to return instead of running, or None to run.
+    `can_resume=False` (a caller that always trains from epoch 0, e.g. a batched group): an
+    unfinished run is moved aside even when it left a checkpoint to resume from."""
     out.mkdir(parents=True, exist_ok=True)
     mode = cfg.get("run_dir_lock", "skip")
     with open(out / ".lock", "a+") as lock:
@@ -84,7 +86,7 @@ def claim(cfg: DictConfig, out: Path) -> Iterator[dict[str, Any] | None]:
             return
         lock.seek(0), lock.truncate(), lock.write(f"{os.getpid()}\n"), lock.flush()
         try:
-            yield _reuse_or_clear(cfg, out)
+            yield _reuse_or_clear(cfg, out, can_resume)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -106,7 +108,7 @@ def resumable(cfg: DictConfig, out: Path) -> Path | None:
     return checkpoint
 
 
-def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
+def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool = True) -> dict[str, Any] | None:
     # Hydra writes .hydra/ and the job log into the directory of every job before it starts: not outputs
     entries = [p for p in out.iterdir() if p.name not in (".lock", ".hydra") and p.suffix != ".log"]
     if not entries:
@@ -118,7 +120,7 @@ def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
         if not changed and cfg.get("skip_finished", False) and (out / "result.json").is_file():
             log.info("%s already finished with this config (result.json present); skipping it", out)
             return json.loads((out / "result.json").read_text())
-        if not changed and resumable(cfg, out):
+        if not changed and can_resume and resumable(cfg, out):
             return None  # run() resumes from the checkpoint; the captures made before it stay
     aside = out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     aside.mkdir()
@@ -127,6 +129,6 @@ def _reuse_or_clear(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
     listed = ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else "")
     why = (f"it holds a run with a different config (changed: {listed})" if changed
            else "it holds an earlier run that did not finish and left no checkpoint (or resume=never, "
-                "or skip_finished=false)")
+                "or a batched group, which trains from epoch 0, or skip_finished=false)")
     log.warning("%s: previous outputs moved to %s because %s; starting from an empty directory", out, aside, why)
     return None

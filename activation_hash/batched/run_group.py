@@ -35,7 +35,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.batched.capture import member_splits
@@ -168,7 +168,7 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
         for i, cfg in enumerate(cfgs):
             # a group trains from epoch 0 (no checkpoints): an unfinished earlier run in the member's
             # directory, even one with a resumable solo checkpoint, is moved aside, never appended to
-            previous = stack.enter_context(claim(_without_resume(cfg), Path(cfg.output_dir)))
+            previous = stack.enter_context(claim(cfg, Path(cfg.output_dir), can_resume=False))
             if previous is not None:
                 results[i] = previous
             else:
@@ -177,15 +177,6 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
             for i, result in zip(todo, _Group([cfgs[i] for i in todo], device, placement).train()):
                 results[i] = result
     return results
-
-
-def _without_resume(cfg: DictConfig) -> DictConfig:
-    if cfg.get("resume", "auto") == "never":
-        return cfg
-    copy = cfg.copy()
-    with open_dict(copy):
-        copy.resume = "never"
-    return copy
 
 
 def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
