@@ -1,6 +1,8 @@
-"""Per-epoch training throughput of a study's width grid: one BatchedMLP for all members vs the
-members one after another (each a plain solo loop: zero_grad, forward, CE, backward, step, what
-Lightning's automatic optimization does per batch, minus Lightning's own per-step cost).
+"""Per-epoch training throughput of a study's width grid: one BatchedMLP for all members, trained
+by the launcher's LightningModule (`batched.fit`, a Lightning Trainer per group), vs the members
+one after another, each a plain solo loop (zero_grad, forward, CE, backward, step: what
+Lightning's automatic optimization does per batch, minus Lightning's own per-step cost, so the
+ratio is conservative).
 
     python bench/bench_batched.py                 # the paper's MNIST width grid, 115 members
     python bench/bench_batched.py --train-size 2000 --epochs 1 --device cpu
@@ -143,7 +145,8 @@ def main() -> None:
     batches = []
     for group in groups:
         batched = BatchedMLP([copy.deepcopy(nets[m]) for m in group]).to(args.device)
-        fit(batched, [loaders[m]() for m in group], optimizer_factory, args.epochs)
+        fit(batched, [loaders[m]() for m in group], optimizer_factory, args.epochs,
+            accelerator="gpu" if args.device.startswith("cuda") else "cpu")
         batches.append((group, batched))
     sync(args.device)
     t_batched = time.perf_counter() - t0

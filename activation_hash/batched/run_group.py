@@ -39,9 +39,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.batched.capture import member_splits
-from activation_hash.batched.fit import train_epoch
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
+from activation_hash.batched.module import BatchedClassifier, ZipLoader
 from activation_hash.codes.callback import _kept_when_dead, _print_capture
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.codes.io import codes_path, save_codes
@@ -54,7 +54,7 @@ from activation_hash.metrics import WHICH, compute_families
 from activation_hash.metrics.registry import CodeSet, families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
 from activation_hash.rundir import claim, comparable
-from activation_hash.run import _meta, _summary, _used
+from activation_hash.run import _meta, _progress_bar, _progress_mode, _summary, _used
 from activation_hash.summary import print_summary
 from activation_hash.validate import check_against_data, check_config
 
@@ -229,6 +229,66 @@ class _EarlyStopping:
         return self.wait >= self.patience
 
 
+def _trainer_device(device: torch.device) -> tuple[str, Any]:
+    """Lightning's accelerator and devices for the group's one device."""
+    if device.type == "cuda":
+        return "gpu", [device.index or 0]
+    return device.type, 1
+
+
+class _GroupRecorder(pl.Callback):
+    """Per epoch, what a solo run's callbacks do, for every member still training: validation rows,
+    the scheduled captures (NeuralCodeCallback's schedule and rows), the train rows, the
+    non-finite-loss stop and each member's EarlyStopping on train/loss (Lightning's rule)."""
+
+    def __init__(self, group: _Group):
+        cfg, count = group.cfg, len(group.cfgs)
+        self.group = group
+        self.epochs = capture_epochs(cfg.codes.epochs, int(cfg.trainer.max_epochs))
+        self.stoppers = [[_EarlyStopping(_plain(s)) for s in (c.get("callbacks") or {}).values()
+                          if s and "_target_" in s] for c in group.cfgs]
+        self.step, self.trained = [0] * count, [0] * count
+        self.failed: list[str | None] = [None] * count
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
+        if pl_module.device != self.group.device:
+            raise RuntimeError(f"batched group: Lightning put the model on {pl_module.device}, "
+                               f"its data is on {self.group.device}")
+        if 0 in self.epochs:
+            self.group.capture(range(pl_module.members), 0, self.step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
+        group, epoch = self.group, trainer.current_epoch + 1
+        losses, accs = pl_module.epoch_metrics()
+        now = [m for m in range(pl_module.members) if pl_module.active[m]]
+        for m in now:
+            self.trained[m], self.step[m] = epoch, self.step[m] + trainer.num_training_batches
+        for m, (loss, acc) in zip(now, group.validate(now)):  # Lightning logs at step - 1
+            group.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(epoch)}, self.step[m] - 1)
+        if epoch in self.epochs:
+            group.capture(now, epoch, self.step)
+        for m in now:
+            group.log(m, {"epoch": float(epoch), "train/loss": losses[m], "train/acc": accs[m]}, self.step[m] - 1)
+            if not math.isfinite(losses[m]):
+                self.failed[m] = f"training loss became {losses[m]} during epoch {epoch} (global step {self.step[m]})"
+                pl_module.active[m] = False
+            if any([s.should_stop(losses[m]) for s in self.stoppers[m]]):  # every stopper sees the epoch
+                pl_module.active[m] = False
+        if not any(pl_module.active):
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
+        group = self.group
+        max_epochs = int(group.cfg.trainer.max_epochs)
+        if max_epochs == 0 and 0 in self.epochs:  # Lightning skips the training loop's hooks then
+            group.capture(range(pl_module.members), 0, self.step)
+        if not group.cfg.codes.get("capture_last", True):
+            return
+        for m in range(pl_module.members):
+            if self.trained[m] not in group.done[m] and 0 < self.trained[m] < max_epochs:
+                group.capture([m], self.trained[m], self.step, reason="stopped")
+
+
 class _Group:
     def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None):
         self.cfgs, self.cfg = cfgs, cfgs[0]
@@ -277,59 +337,35 @@ class _Group:
         self.done: list[set[int]] = [set() for _ in cfgs]
 
     def train(self) -> list[dict[str, Any] | BaseException]:
-        cfg, m_count = self.cfg, len(self.cfgs)
-        max_epochs = int(cfg.trainer.max_epochs)
-        epochs = capture_epochs(cfg.codes.epochs, max_epochs)
-        optimizer = instantiate(cfg.optimizer)(params=[p for p in self.model.parameters() if p.requires_grad])
-        scheduler = instantiate(cfg.scheduler)(optimizer=optimizer) if cfg.get("scheduler") else None
-        stoppers = [[_EarlyStopping(_plain(s)) for s in (c.get("callbacks") or {}).values()
-                     if s and "_target_" in s] for c in self.cfgs]
-        loaders = [dm.train_dataloader() for dm in self.dms]
-        steps_per_epoch = len(loaders[0])
-        step = [0] * m_count
-        trained = [0] * m_count
-        active = [True] * m_count
-        failed: list[str | None] = [None] * m_count
+        cfg = self.cfg
+        module = BatchedClassifier(self.model, instantiate(cfg.optimizer),
+                                   instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+        recorder = _GroupRecorder(self)
+        progress = _progress_mode(cfg)
+        accelerator, devices = _trainer_device(self.device)
+        trainer = pl.Trainer(max_epochs=int(cfg.trainer.max_epochs), accelerator=accelerator, devices=devices,
+                             callbacks=[recorder, *_progress_bar(progress)], logger=False,
+                             enable_checkpointing=False, enable_model_summary=False,
+                             enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
+                             deterministic=cfg.trainer.get("deterministic"),
+                             benchmark=cfg.trainer.get("benchmark"), default_root_dir=str(self.outs[0]))
         started = time.perf_counter()
-        if 0 in epochs:
-            self.capture(range(m_count), 0, step)
-        for epoch in range(1, max_epochs + 1):
-            if not any(active):
-                break
-            losses, accs = train_epoch(self.model, loaders, optimizer, active)
-            now = [m for m in range(m_count) if active[m]]
-            for m in now:
-                trained[m], step[m] = epoch, step[m] + steps_per_epoch
-            for m, (loss, acc) in zip(now, self.validate(now)):  # Lightning logs at step - 1
-                self.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(epoch)}, step[m] - 1)
-            if epoch in epochs:
-                self.capture(now, epoch, step)
-            for m in now:
-                self.log(m, {"epoch": float(epoch), "train/loss": losses[m], "train/acc": accs[m]}, step[m] - 1)
-                if not math.isfinite(losses[m]):
-                    failed[m] = (f"training loss became {losses[m]} during epoch {epoch} (global step {step[m]})")
-                    active[m] = False
-                stop = [s.should_stop(losses[m]) for s in stoppers[m]]  # every callback sees the epoch
-                if any(stop):
-                    active[m] = False
-            if scheduler is not None:
-                scheduler.step()
-        stopped = [m for m in range(m_count) if cfg.codes.get("capture_last", True)
-                   and trained[m] not in self.done[m] and 0 < trained[m] < max_epochs]
-        for m in stopped:
-            self.capture([m], trained[m], step, reason="stopped")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
+            trainer.fit(module, train_dataloaders=ZipLoader([dm.train_dataloader() for dm in self.dms]))
         seconds = round(time.perf_counter() - started, 2)
         results: list[dict[str, Any] | BaseException] = []
         for m, out in enumerate(self.outs):
+            failed = recorder.failed[m]
             for logger in self.loggers[m]:
-                logger.finalize("success" if failed[m] is None else "failed")
-            if failed[m] is not None:
+                logger.finalize("success" if failed is None else "failed")
+            if failed is not None:
                 results.append(NonFiniteLossError(
-                    f"{failed[m]}; training stopped. The {len(self.records[m]) // 2} capture(s) made before are kept "
+                    f"{failed}; training stopped. The {len(self.records[m]) // 2} capture(s) made before are kept "
                     f"in {out / 'encoding.jsonl'}. Try a lower optimizer.lr or set trainer.gradient_clip_val."))
                 continue
             result = _summary(self.records[m])
-            result.update(run_dir=str(out), epochs_trained=trained[m], train_seconds=seconds,
+            result.update(run_dir=str(out), epochs_trained=recorder.trained[m], train_seconds=seconds,
                           units_per_layer={name: n for name, n in self.units[m]})
             atomic_write_json(out / "result.json", result)
             print_summary(self.records[m])  # as run() does
