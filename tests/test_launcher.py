@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from activation_hash.batched.compare import compare_runs, compare_sweeps
-from activation_hash.batched.run_group import run_group, unbatchable_reason
+from activation_hash.batched.run_group import group_key, run_group, unbatchable_reason
 from activation_hash.rundir import claim
 from activation_hash.run import run
 from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan, unit_device
@@ -57,10 +57,20 @@ def test_plan_groups_batchable_jobs_and_says_why_others_run_alone() -> None:
     assert units[:2] == [[0, 1, 2], [3]]
 
 
+def test_training_set_sizes_batch_only_in_step_limited_runs_without_scheduler_or_batch_norm() -> None:
+    sizes = [["data.train_size=50"], ["data.train_size=100"]]
+    assert plan(_tasks(sizes), pad_widths=False)[0] == [[0], [1]]  # epoch-limited (SMALL): StepLR
+    steps = [*(o for o in SMALL if not o.startswith("scheduler")), "trainer.max_steps=20"]
+    for extra, units in (([], [[0, 1]]), (["model.batch_norm=true"], [[0], [1]])):
+        tasks = [compose_config([*steps, *v, *extra], output_dir=Path("/tmp/unused") / str(i))
+                 for i, v in enumerate(sizes)]
+        assert plan(tasks, pad_widths=False)[0] == units, extra
+
+
 @pytest.mark.parametrize("override, words", [
     ("logger=wandb", "W&B"), ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
     ("+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor", "LearningRateMonitor"),
-    ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("trainer.max_steps=10", "max_steps"),
+    ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("+trainer.min_epochs=2", "min_epochs"),
     ("metrics.diameter.enabled=true", "probes"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
 ])
 def test_unbatchable_configs_name_the_key(tmp_path, override, words) -> None:
@@ -115,6 +125,28 @@ def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
     if any("min_delta" in e for e in extra):
         rows = [json.loads(line) for line in (Path(batch[0].output_dir) / "encoding.jsonl").read_text().splitlines()]
         assert [(r["epoch"], r["reason"]) for r in rows][-1] == (2, "stopped")
+
+
+def test_step_limited_members_of_different_training_set_sizes_equal_solo_runs(tmp_path) -> None:
+    """The sample-size study's case: trainer.max_steps, members of 200, 50 and 130 images (7, 2
+    and 5 batches of 32 per epoch, padded to one batch per step), so their epochs end at different
+    steps and max_steps=9 cuts two of their last epochs part way."""
+    common = [o for o in SMALL if not o.startswith("scheduler")]
+    common += ["trainer.max_epochs=1000", "trainer.max_steps=9", "data.batch_size=32"]
+    variants = [["seed=0", "model.width=16", "data.train_size=200"],
+                ["seed=1", "model.width=16", "data.train_size=50", "data.label_noise=0.3"],
+                ["seed=0", "model.width=16", "data.train_size=130"]]
+    solo = [compose_config([*common, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(variants)]
+    batch = [compose_config([*common, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(variants)]
+    assert len({group_key(cfg) for cfg in batch}) == 1
+    expected = [run(cfg) for cfg in solo]
+    got = run_group(batch)
+    for s, b, e, g in zip(solo, batch, expected, got):
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), {})
+        assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
+        assert worst.get("codes bits differing", 0) == 0, worst
+        assert (g["epochs_trained"], g["step"]) == (e["epochs_trained"], e["step"]) == (g["epoch"], 9)
+    assert [g["epochs_trained"] for g in got] == [2, 5, 2]
 
 
 def test_finished_members_are_skipped_and_locked_ones_left_alone(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Each member's codes from one batched forward (eval mode) and its encoding metrics, computed by
 the same `activation_hash.metrics.encoding_metrics` a solo run's callback uses, plus the network's
-accuracy. Members must have equally many train and test samples (true for the batchable keys)."""
+accuracy. Members with fewer samples (another data.train_size) are padded in each chunk, and the
+padded rows dropped."""
 
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ def member_metrics(model: BatchedMLP, datamodules: Sequence, **metric_kwargs: An
     return out
 
 
+def stack_padded(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """Stack the members' tensors along a new first axis, zero-padding the shorter ones; and each one's length."""
+    rows = [len(t) for t in tensors]
+    if len(set(rows)) == 1:
+        return torch.stack(list(tensors)), rows
+    out = tensors[0].new_zeros((len(tensors), max(rows), *tensors[0].shape[1:]))
+    for m, t in enumerate(tensors):
+        out[m, :len(t)] = t
+    return out, rows
+
+
 @torch.no_grad()
 def member_splits(model: BatchedMLP, datamodules: Sequence, layers: Sequence[int], batch_size: int,
                   layer_names: Sequence[str], layer_units: Sequence[Sequence[int]]) -> list[dict[str, SplitCodes]]:
@@ -52,24 +64,26 @@ def member_splits(model: BatchedMLP, datamodules: Sequence, layers: Sequence[int
         for split in ("train", "test"):
             xs = [getattr(dm, f"x_{split}") for dm in datamodules]
             ys = [getattr(dm, f"y_{split}") for dm in datamodules]
-            n = len(ys[0])
+            n = [len(y) for y in ys]
             packed: list[list[np.ndarray]] = [[] for _ in datamodules]
             loss = torch.zeros(len(xs), dtype=torch.float64, device=device)
             correct = torch.zeros(len(xs), dtype=torch.int64, device=device)
-            for start in range(0, n, batch_size):
-                x = torch.stack([v[start:start + batch_size] for v in xs])
-                y = torch.stack([v[start:start + batch_size] for v in ys])
+            for start in range(0, max(n), batch_size):
+                x, _ = stack_padded([v[start:start + batch_size] for v in xs])
+                y, rows = stack_padded([v[start:start + batch_size] for v in ys])
                 keep: list[torch.Tensor] = []
                 logits = model(x, keep)
-                for m in range(len(xs)):
-                    bits = torch.cat([keep[i][m, :, :model.widths[m][i]] > 0 for i in layers], dim=1)
+                for m, r in enumerate(rows):
+                    if r == 0:
+                        continue
+                    bits = torch.cat([keep[i][m, :r, :model.widths[m][i]] > 0 for i in layers], dim=1)
                     packed[m].append(pack_bits(bits).cpu().numpy())
-                    loss[m] += F.cross_entropy(logits[m].float(), y[m], reduction="sum").double()
-                    correct[m] += (logits[m].argmax(1) == y[m]).sum()
+                    loss[m] += F.cross_entropy(logits[m, :r].float(), y[m, :r], reduction="sum").double()
+                    correct[m] += (logits[m, :r].argmax(1) == y[m, :r]).sum()
             for m in range(len(xs)):
                 units = [layer_units[m][i] for i in layers]
                 out[m][split] = SplitCodes(codes=np.concatenate(packed[m]), labels=ys[m].cpu().numpy().astype(np.int64),
-                                           n_bits=sum(units), loss=float(loss[m]) / n, acc=float(correct[m]) / n,
+                                           n_bits=sum(units), loss=float(loss[m]) / n[m], acc=float(correct[m]) / n[m],
                                            layer_names=[layer_names[i] for i in layers], layer_units=units)
     finally:
         model.train(was_training)

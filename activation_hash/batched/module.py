@@ -7,14 +7,17 @@ One training step is one forward/backward for all members: the loss is the sum o
 mean cross-entropies (member m's parameters enter only its own term, so the gradient of the sum
 is each member's own gradient), and one optimizer over the stacked parameters is M independent
 ones for elementwise optimizers (Adam, AdamW, SGD; `run_group.OPTIMIZERS`). Each member draws its
-own minibatches (`ZipLoader` stacks the members' loaders batch by batch). The scheduler is stepped
-per epoch, as the solo `Classifier` asks Lightning to.
+own minibatches: `ZipLoader` stacks the members' loaders batch by batch, each member cycling its
+own loader (a new epoch, i.e. its next order, whenever it is used up), so members of different
+training-set sizes can share steps; their batches are then padded to the largest and the padded
+rows left out of the loss (`valid`). The scheduler is stepped per Lightning epoch, as the solo
+`Classifier` asks Lightning to.
 
 Early stopping per member (`active`): a stopped member leaves the loss (zero gradient) and,
 because Adam moves parameters even at zero gradient (its moment estimates), its parameters and
 batch-norm statistics are put back after every optimizer step. Per-epoch work (validation,
 captures, logging, early stopping) is the group's callback (`run_group._GroupRecorder`), which
-reads the epoch's per-member loss and accuracy from `epoch_metrics()`.
+takes each member's epoch loss and accuracy from `end_epoch(m)` when the member's own epoch ends.
 """
 
 from __future__ import annotations
@@ -29,19 +32,39 @@ from torch import nn
 
 
 class ZipLoader:
-    """The members' train loaders as one iterable of stacked (M, B, ...) batches, one per step."""
+    """`steps` stacked (M, B, ...) batches (default: one epoch of the members' equal loaders).
+    Member m's epoch ends after every `len(loaders[m])` steps. Batches of different sizes are
+    padded with zeros to the largest and come with `valid`, a (M, B) 0/1 mask of real rows."""
 
-    def __init__(self, loaders: Sequence):
-        if len({len(loader) for loader in loaders}) > 1:
-            raise ValueError(f"members' loaders have {[len(loader) for loader in loaders]} batches: must be equal")
+    def __init__(self, loaders: Sequence, steps: int | None = None):
         self.loaders = list(loaders)
+        self.lengths = [len(loader) for loader in self.loaders]
+        if steps is None and len(set(self.lengths)) > 1:
+            raise ValueError(f"members' loaders have {self.lengths} batches: pass steps= to cycle them")
+        self.steps = self.lengths[0] if steps is None else int(steps)
 
     def __len__(self) -> int:
-        return len(self.loaders[0])
+        return self.steps
 
     def __iter__(self):
-        for batches in zip(*self.loaders, strict=True):
-            yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        iters = [iter(loader) for loader in self.loaders]
+        for step in range(self.steps):
+            batches = []
+            for m, loader in enumerate(self.loaders):
+                if step and step % self.lengths[m] == 0:
+                    iters[m] = iter(loader)  # the member's next epoch
+                batches.append(next(iters[m]))
+            sizes = [len(b[1]) for b in batches]
+            if len(set(sizes)) == 1:
+                yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+                continue
+            width = max(sizes)
+            x = batches[0][0].new_zeros((len(batches), width, *batches[0][0].shape[1:]))
+            y = batches[0][1].new_zeros((len(batches), width))
+            valid = torch.zeros(len(batches), width, device=x.device)
+            for m, (bx, by) in enumerate(batches):
+                x[m, :len(by)], y[m, :len(by)], valid[m, :len(by)] = bx, by, 1
+            yield x, y, valid
 
 
 class BatchedClassifier(pl.LightningModule):
@@ -52,9 +75,8 @@ class BatchedClassifier(pl.LightningModule):
         self.members = int(net.members)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.active = [True] * self.members
-        self._sums = self._correct = None
-        self._count = 0
-        self._saved: list[torch.Tensor] | None = None
+        self._sums = self._correct = self._count = None
+        self._saved: tuple[list[int], list[torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         return self.net(x, keep)
@@ -66,38 +88,44 @@ class BatchedClassifier(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
-    def on_train_epoch_start(self) -> None:
-        self._sums = torch.zeros(self.members, device=self.device)
-        self._correct = torch.zeros(self.members, device=self.device)
-        self._count = 0
+    def on_train_start(self) -> None:
+        self._sums, self._correct, self._count = (torch.zeros(self.members, device=self.device) for _ in range(3))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *valid = batch
         stopped = self.stopped()
         if stopped:  # runs before the optimizer step (Lightning's closure), restored after it
-            self._saved = [t.detach()[stopped].clone() for t in self._state()]
+            self._saved = stopped, [t.detach()[stopped].clone() for t in self._state()]
         logits = self.net(x)
-        per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+        per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        right = logits.argmax(-1) == y
+        if valid:  # padded rows: out of the loss, the sums and the counts
+            rows = valid[0].sum(1)
+            per_member = (per_sample * valid[0]).sum(1) / rows
+            right = right & valid[0].bool()
+        else:
+            rows = torch.full((self.members,), float(y.shape[1]), device=self.device)
+            per_member = per_sample.mean(1)
         with torch.no_grad():  # summed as the solo Classifier sums them: float32 loss x batch size
-            self._sums += per_member.detach() * y.shape[1]
-            self._correct += (logits.argmax(-1) == y).sum(1)
-        self._count += y.shape[1]
+            self._sums += per_member.detach() * rows
+            self._correct += right.sum(1)
+            self._count += rows
         weights = torch.tensor([float(a) for a in self.active], device=self.device)
         return (per_member * weights).sum()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._saved is not None:
-            stopped = self.stopped()
+        if self._saved is not None:  # the members stopped when the step began (not one stopping now)
+            stopped, saved = self._saved
             with torch.no_grad():
-                for tensor, saved in zip(self._state(), self._saved):
-                    tensor[stopped] = saved
+                for tensor, old in zip(self._state(), saved):
+                    tensor[stopped] = old
             self._saved = None
 
-    def epoch_metrics(self) -> tuple[list[float], list[float]]:
-        """Each member's mean training loss and accuracy over the epoch (nan for stopped members)."""
-        losses, accs = (self._sums / self._count).tolist(), (self._correct / self._count).tolist()
-        return ([v if a else float("nan") for v, a in zip(losses, self.active)],
-                [v if a else float("nan") for v, a in zip(accs, self.active)])
+    def end_epoch(self, m: int) -> tuple[float, float]:
+        """Member m's mean training loss and accuracy since its last epoch end; starts its next."""
+        loss, acc = float(self._sums[m] / self._count[m]), float(self._correct[m] / self._count[m])
+        self._sums[m] = self._correct[m] = self._count[m] = 0
+        return loss, acc
 
     def stopped(self) -> list[int]:
         return [m for m, a in enumerate(self.active) if not a]

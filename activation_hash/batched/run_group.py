@@ -38,7 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.atomic import atomic_write, atomic_write_json
-from activation_hash.batched.capture import member_splits
+from activation_hash.batched.capture import member_splits, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
@@ -68,12 +68,12 @@ OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
 SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
               "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after")
 # trainer keys the batched loop implements only at these values
-TRAINER_VALUES = {"max_steps": (-1, None), "fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
+TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
                   "precision": ("32-true", "32", 32), "gradient_clip_val": (None, 0, 0.0), "num_nodes": (1,),
                   "check_val_every_n_epoch": (1,), "devices": (1, "auto", None), "strategy": ("auto", None),
                   "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0), "min_epochs": (None, 0)}
-# trainer keys that do not change what the batched loop computes
-TRAINER_IGNORED = ("_target_", "max_epochs", "accelerator", "deterministic", "benchmark", "enable_checkpointing",
+# trainer keys the group's Trainer takes as they are, or that do not change what it computes
+TRAINER_IGNORED = ("_target_", "max_epochs", "max_steps", "accelerator", "deterministic", "benchmark", "enable_checkpointing",
                    "enable_model_summary", "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar",
                    "gradient_clip_algorithm")
 
@@ -142,14 +142,24 @@ def _probe_runs(name: str, metrics: dict, shape: tuple[int, ...]) -> bool:
     return bool(auto(shape)) if auto is not None else math.prod(shape) == 2
 
 
-def _batchable(key: str) -> bool:
-    return any(key == b or key.startswith(b + ".") for b in BATCHABLE_KEYS)
+def batchable_keys(cfg: DictConfig | dict) -> tuple[str, ...]:
+    """The keys in which this run's group members may differ: `members.BATCHABLE_KEYS`, plus
+    `data.train_size` for step-limited runs (trainer.max_steps: every member takes the same
+    steps, so Adam's step count, one per stacked tensor, stays each member's own) without a
+    scheduler (it steps per epoch, and the members' epochs end at different steps) or batch norm
+    (a member's padded batch rows would enter its batch statistics)."""
+    c = _plain(cfg)
+    trainer, model = c.get("trainer") or {}, c.get("model") or {}
+    if (trainer.get("max_steps") or -1) > 0 and not c.get("scheduler") and not model.get("batch_norm"):
+        return (*BATCHABLE_KEYS, "data.train_size")
+    return BATCHABLE_KEYS
 
 
 def group_key(cfg: DictConfig) -> str:
     """What the members of one group must share: the result-changing keys but the batchable ones."""
-    flat = comparable(_plain(cfg))
-    return json.dumps({k: v for k, v in flat.items() if not _batchable(k)}, sort_keys=True, default=str)
+    flat, keys = comparable(_plain(cfg)), batchable_keys(cfg)
+    return json.dumps({k: v for k, v in flat.items() if not any(k == b or k.startswith(b + ".") for b in keys)},
+                      sort_keys=True, default=str)
 
 
 def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
@@ -237,14 +247,18 @@ def _trainer_device(device: torch.device) -> tuple[str, Any]:
 
 
 class _GroupRecorder(pl.Callback):
-    """Per epoch, what a solo run's callbacks do, for every member still training: validation rows,
-    the scheduled captures (NeuralCodeCallback's schedule and rows), the train rows, the
-    non-finite-loss stop and each member's EarlyStopping on train/loss (Lightning's rule)."""
+    """Per member epoch, what a solo run's callbacks do when that member's own epoch ends (after
+    every `lengths[m]` steps; members of different training-set sizes end theirs at different
+    steps): validation rows, the scheduled captures (NeuralCodeCallback's schedule and rows), the
+    train rows, the non-finite-loss stop, each member's EarlyStopping on train/loss (Lightning's
+    rule), and its end at max_epochs. A last epoch cut short by trainer.max_steps gets its train
+    rows and capture at the end, without validation, as Lightning does it for a solo run."""
 
-    def __init__(self, group: _Group):
+    def __init__(self, group: _Group, lengths: list[int]):
         cfg, count = group.cfg, len(group.cfgs)
-        self.group = group
-        self.epochs = capture_epochs(cfg.codes.epochs, int(cfg.trainer.max_epochs))
+        self.group, self.lengths = group, lengths
+        self.max_epochs = int(cfg.trainer.max_epochs)
+        self.epochs = capture_epochs(cfg.codes.epochs, self.max_epochs)
         self.stoppers = [[_EarlyStopping(_plain(s)) for s in (c.get("callbacks") or {}).values()
                           if s and "_target_" in s] for c in group.cfgs]
         self.step, self.trained = [0] * count, [0] * count
@@ -257,35 +271,51 @@ class _GroupRecorder(pl.Callback):
         if 0 in self.epochs:
             self.group.capture(range(pl_module.members), 0, self.step)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
-        group, epoch = self.group, trainer.current_epoch + 1
-        losses, accs = pl_module.epoch_metrics()
-        now = [m for m in range(pl_module.members) if pl_module.active[m]]
-        for m in now:
-            self.trained[m], self.step[m] = epoch, self.step[m] + trainer.num_training_batches
-        for m, (loss, acc) in zip(now, group.validate(now)):  # Lightning logs at step - 1
-            group.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(epoch)}, self.step[m] - 1)
-        if epoch in self.epochs:
-            group.capture(now, epoch, self.step)
-        for m in now:
-            group.log(m, {"epoch": float(epoch), "train/loss": losses[m], "train/acc": accs[m]}, self.step[m] - 1)
-            if not math.isfinite(losses[m]):
-                self.failed[m] = f"training loss became {losses[m]} during epoch {epoch} (global step {self.step[m]})"
-                pl_module.active[m] = False
-            if any([s.should_stop(losses[m]) for s in self.stoppers[m]]):  # every stopper sees the epoch
-                pl_module.active[m] = False
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        ended = []
+        for m in range(pl_module.members):
+            if pl_module.active[m]:
+                self.step[m] += 1
+                if self.step[m] % self.lengths[m] == 0:
+                    ended.append(m)
+        if ended:
+            self._epoch_end(pl_module, ended, complete=True)
         if not any(pl_module.active):
             trainer.should_stop = True
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
+        cut = [m for m in range(pl_module.members) if pl_module.active[m] and self.step[m] % self.lengths[m]]
+        if cut:  # trainer.max_steps ended these members' last epoch part way
+            self._epoch_end(pl_module, cut, complete=False)
+
+    def _epoch_end(self, pl_module: BatchedClassifier, members: list[int], complete: bool) -> None:
+        group = self.group
+        stats = {m: pl_module.end_epoch(m) for m in members}
+        for m in members:
+            self.trained[m] = -(-self.step[m] // self.lengths[m])
+        if complete:  # Lightning logs at step - 1
+            for m, (loss, acc) in zip(members, group.validate(members)):
+                group.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(self.trained[m])}, self.step[m] - 1)
+        for epoch in sorted({self.trained[m] for m in members} & set(self.epochs)):
+            group.capture([m for m in members if self.trained[m] == epoch], epoch, self.step)
+        for m in members:
+            loss, acc = stats[m]
+            group.log(m, {"epoch": float(self.trained[m]), "train/loss": loss, "train/acc": acc}, self.step[m] - 1)
+            if not math.isfinite(loss):
+                self.failed[m] = f"training loss became {loss} during epoch {self.trained[m]} (global step {self.step[m]})"
+                pl_module.active[m] = False
+            if any([s.should_stop(loss) for s in self.stoppers[m]]) or self.trained[m] >= self.max_epochs:
+                pl_module.active[m] = False  # every stopper sees the epoch
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
         group = self.group
-        max_epochs = int(group.cfg.trainer.max_epochs)
-        if max_epochs == 0 and 0 in self.epochs:  # Lightning skips the training loop's hooks then
+        if self.max_epochs == 0 and 0 in self.epochs:  # Lightning skips the training loop's hooks then
             group.capture(range(pl_module.members), 0, self.step)
         if not group.cfg.codes.get("capture_last", True):
             return
         for m in range(pl_module.members):
-            if self.trained[m] not in group.done[m] and 0 < self.trained[m] < max_epochs:
+            if self.trained[m] not in group.done[m] and 0 < self.trained[m] < self.max_epochs:
                 group.capture([m], self.trained[m], self.step, reason="stopped")
 
 
@@ -340,10 +370,21 @@ class _Group:
         cfg = self.cfg
         module = BatchedClassifier(self.model, instantiate(cfg.optimizer),
                                    instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
-        recorder = _GroupRecorder(self)
+        loaders = [dm.train_dataloader() for dm in self.dms]
+        lengths = [len(loader) for loader in loaders]
+        recorder = _GroupRecorder(self, lengths)
         progress = _progress_mode(cfg)
         accelerator, devices = _trainer_device(self.device)
-        trainer = pl.Trainer(max_epochs=int(cfg.trainer.max_epochs), accelerator=accelerator, devices=devices,
+        max_epochs, max_steps = int(cfg.trainer.max_epochs), int(cfg.trainer.get("max_steps") or -1)
+        if len(set(lengths)) == 1:  # the members' epochs are Lightning's (and the scheduler's)
+            zipped = ZipLoader(loaders)
+        elif max_steps <= 0:
+            raise ValueError(f"run_group: members' epochs have {lengths} steps; only step-limited runs "
+                             "(trainer.max_steps) may differ in data.train_size")
+        else:  # training-set sizes differ: one Lightning epoch of all the steps
+            zipped = ZipLoader(loaders, steps=max(min(max_steps, max_epochs * n) for n in lengths))
+            max_epochs, max_steps = min(max_epochs, 1), -1
+        trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator, devices=devices,
                              callbacks=[recorder, *_progress_bar(progress)], logger=False,
                              enable_checkpointing=False, enable_model_summary=False,
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
@@ -352,7 +393,7 @@ class _Group:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, train_dataloaders=ZipLoader([dm.train_dataloader() for dm in self.dms]))
+            trainer.fit(module, train_dataloaders=zipped)
         seconds = round(time.perf_counter() - started, 2)
         results: list[dict[str, Any] | BaseException] = []
         for m, out in enumerate(self.outs):
@@ -381,22 +422,25 @@ class _Group:
     def validate(self, members: list[int]) -> list[tuple[float, float]]:
         """Per member, val/loss (the batch-size-weighted mean of batch means, as Lightning's epoch
         mean) and val/acc, in eval mode; empty when there is no validation set."""
-        if not members or self.dms[0].y_val is None or len(self.dms[0].y_val) == 0:
+        if not members or any(dm.y_val is None or len(dm.y_val) == 0 for dm in self.dms):
             return []
         self.model.eval()
         size = int(self.cfg.data.eval_batch_size)
-        n = len(self.dms[0].y_val)
+        n = torch.tensor([len(dm.y_val) for dm in self.dms], device=self.device)
         loss = torch.zeros(self.model.members, device=self.device)
         correct = torch.zeros(self.model.members, dtype=torch.int64, device=self.device)
-        for start in range(0, n, size):
-            x = torch.stack([dm.x_val[start:start + size] for dm in self.dms])
-            y = torch.stack([dm.y_val[start:start + size] for dm in self.dms])
+        for start in range(0, int(n.max()), size):
+            x, _ = stack_padded([dm.x_val[start:start + size] for dm in self.dms])
+            y, rows = stack_padded([dm.y_val[start:start + size] for dm in self.dms])
             logits = self.model(x)
-            per = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-            loss += per * y.shape[1]
-            correct += (logits.argmax(-1) == y).sum(1)
+            per = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+            r = torch.tensor(rows, device=self.device)
+            valid = torch.arange(y.shape[1], device=self.device) < r[:, None]  # padded rows of short members
+            # the batch mean x its size, as Lightning weights a solo run's batches
+            loss += torch.where(valid, per, 0).sum(1) / r.clamp_min(1) * r
+            correct += ((logits.argmax(-1) == y) & valid).sum(1)
         self.model.train()
-        return [(float(loss[m] / n), float(correct[m] / n)) for m in members]
+        return [(float(loss[m] / n[m]), float(correct[m] / n[m])) for m in members]
 
     def capture(self, members, epoch: int, step: list[int], reason: str = "scheduled") -> None:
         """NeuralCodeCallback._capture for each member in `members`, from one batched forward."""
