@@ -1,0 +1,230 @@
+"""StackedNet (torch.func stacking of one architecture's members) against the solo nets it copies.
+
+    OMP_NUM_THREADS=1 python -m pytest tests/test_stacked.py -q
+
+Oracle: each member's solo network, run / trained by itself (`batched.fit.train_solo`), its codes
+read by `CodeRecorder`. Measured on this CPU (torch 2.13): forward logits equal bit for bit for
+VGG and ResNet, within 6.1e-7 relative for ResNeXt and DenseNet (grouped convolutions round
+differently); code bits identical for every tiny zoo model; gradients within 6e-6 relative.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from activation_hash.batched.fit import train_solo
+from activation_hash.batched.stacked import StackedNet, stackable_reason
+from activation_hash.codes.capture import CodeRecorder, describe_units
+from activation_hash.models.zoo import MODEL_CONF, build
+
+TINY = ("vgg16", "vgg19", "resnet18", "resnet20", "resnet32", "resnext", "densenet")
+
+
+def tiny(name: str, input_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
+    """conf/model/tiny/<name>.yaml's network (its options over the full model's file)."""
+    options = OmegaConf.to_container(OmegaConf.load(MODEL_CONF / "tiny" / f"{name}.yaml"))
+    options.pop("defaults")
+    return build(name, input_shape, num_classes, **options)
+
+
+def members(name: str, m: int = 2, seed: int = 0, input_shape=(1, 28, 28)) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [tiny(name, input_shape) for _ in range(m)]
+
+
+def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def state_rel(a: nn.Module, b: nn.Module) -> float:
+    """Worst max_rel over the float state tensors; integer buffers (num_batches_tracked) must be equal."""
+    worst = 0.0
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        if p.dtype.is_floating_point:
+            worst = max(worst, max_rel(p, q))
+        else:
+            assert torch.equal(p, q), name
+    return worst
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "densenet"])
+def test_initial_state_is_each_solo_bit_for_bit(name):
+    solos = members(name, 3)
+    net = StackedNet(solos)
+    assert net.members == 3
+    for m, solo in enumerate(solos):
+        back = net.member_state(m, copy.deepcopy(tiny(name)))
+        for (key, p), q in zip(back.state_dict().items(), solo.state_dict().values(), strict=True):
+            assert torch.equal(p, q), key
+    # real parameters and buffers of the module, stacked on a leading member dimension
+    stacked = dict(net.net.named_parameters())
+    assert {k for k, _ in solos[0].named_parameters()} == set(stacked)
+    assert all(p.shape[0] == 3 and isinstance(p, nn.Parameter) for p in net.parameters())
+    assert {k for k, _ in net.named_buffers()} == {f"net.{k}" for k, _ in solos[0].named_buffers()}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_forward_logits_codes_and_bn_stats_match_each_solo(name):
+    solos = members(name, 2)
+    shape = (1, 28, 28)
+    assert stackable_reason(solos[0], shape) is None
+    net = StackedNet(solos, input_shape=shape)
+    units = [u for _, u in describe_units(solos[0], shape)]
+    assert net.widths == [units + [10]] * 2
+    x = torch.randn(2, 4, *shape)
+    for train in (False, True):
+        net.train(train)
+        keep: list[torch.Tensor] = []
+        logits = net(x, keep)
+        assert logits.shape == (2, 4, 10) and [k.shape for k in keep] == [(2, 4, u) for u in units]
+        for m, solo in enumerate(solos):
+            solo.train(train)
+            with CodeRecorder(solo) as rec:
+                expected = solo(x[m])
+                bits = rec.take()
+            # measured: 0 (VGG, ResNet), <= 6.1e-7 (ResNeXt, DenseNet)
+            assert max_rel(logits[m], expected) <= 1e-5
+            mine = torch.cat([keep[i][m, :, :net.widths[m][i]] > 0 for i in range(len(keep))], dim=1)
+            assert torch.equal(mine, bits)
+            if not train:  # a second forward (in train mode it would update the stats again)
+                assert torch.equal(net.member_codes(x)[m], bits)
+            # running stats after one train-mode forward (and untouched by the eval one)
+            assert state_rel(net.member_state(m, copy.deepcopy(solo)), solo) <= 1e-6
+
+
+def adam_step(net, x, y, optimizer) -> None:
+    optimizer.zero_grad()
+    logits = net(x)
+    sum(F.cross_entropy(logits[m], y[m]) for m in range(len(y))).backward()
+    optimizer.step()
+
+
+def test_adam_training_resnet20_matches_solo_training():
+    """tiny/resnet20 (batch norm, zero-padding shortcuts), 5 Adam steps, one Adam over the stacked
+    parameters vs each solo with its own: worst over 10 seeds measured 4.7e-6 relative (parameters
+    and BN running stats), num_batches_tracked equal."""
+    shape, steps, batch = (1, 8, 8), 5, 16
+    solos = members("resnet20", 2, seed=0, input_shape=shape)
+    net = StackedNet(solos)
+    xs, ys = torch.randn(steps, 2, batch, *shape), torch.randint(0, 10, (steps, 2, batch))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for k in range(steps):
+        adam_step(net, xs[k], ys[k], optimizer)
+    for m, solo in enumerate(solos):
+        train_solo(solo, [(xs[k, m], ys[k, m]) for k in range(steps)], torch.optim.Adam(solo.parameters(), lr=1e-3), 1)
+        assert int(solo.bn1.num_batches_tracked) == steps
+        assert state_rel(net.member_state(m, copy.deepcopy(solo)), solo) <= 1e-4
+
+
+def test_vgg_gradients_and_bn_stats_along_the_solo_trajectory():
+    """tiny/vgg16: at each of 4 solo Adam steps, a StackedNet of the solos' current states gives
+    each member's logits, gradients and updated running stats (measured 6e-6 relative at worst).
+    (Free-running, stacked and solo VGG trajectories part at non-smooth points, max-pool near-ties
+    and BN biases whose true gradient is ~0 at 1x1 feature maps, exactly as a solo run and the
+    same run on a permuted batch order do; see test_vgg_free_running_training_same_function.)"""
+    shape, steps, batch = (1, 16, 16), 4, 16
+    solos = members("vgg16", 2, seed=0, input_shape=shape)
+    optimizers = [torch.optim.Adam(s.parameters(), lr=1e-3) for s in solos]
+    xs, ys = torch.randn(steps, 2, batch, *shape), torch.randint(0, 10, (steps, 2, batch))
+    for k in range(steps):
+        net = StackedNet(solos)
+        net.train()
+        logits = net(xs[k])
+        sum(F.cross_entropy(logits[m], ys[k, m]) for m in range(2)).backward()
+        grads = dict(net.net.named_parameters())
+        for m, solo in enumerate(solos):
+            solo.train()
+            optimizers[m].zero_grad()
+            out = solo(xs[k, m])
+            F.cross_entropy(out, ys[k, m]).backward()
+            assert max_rel(logits[m], out) <= 1e-5
+            for key, p in solo.named_parameters():
+                assert max_rel(grads[key].grad[m], p.grad) <= 1e-4, key
+            assert state_rel(net.member_state(m, copy.deepcopy(solo)), solo) <= 1e-6
+            optimizers[m].step()
+
+
+def test_vgg_free_running_training_same_function():
+    """tiny/vgg16, 4 Adam steps free-running: the trained members compute their solo's function
+    (eval logits measured <= 1.6e-5 relative over 8 seeds; a solo vs itself on a permuted batch
+    order: parameters differ as much, up to 0.56, in BN biases of rounding-noise gradient)."""
+    shape, steps, batch = (1, 16, 16), 4, 32
+    solos = members("vgg16", 2, seed=0, input_shape=shape)
+    net = StackedNet(solos)
+    xs, ys = torch.randn(steps, 2, batch, *shape), torch.randint(0, 10, (steps, 2, batch))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for k in range(steps):
+        adam_step(net, xs[k], ys[k], optimizer)
+    net.eval()
+    x_test = torch.randn(2, 64, *shape)
+    logits = net(x_test)
+    for m, solo in enumerate(solos):
+        train_solo(solo, [(xs[k, m], ys[k, m]) for k in range(steps)], torch.optim.Adam(solo.parameters(), lr=1e-3), 1)
+        solo.eval()
+        assert max_rel(logits[m], solo(x_test[m])) <= 1e-3
+        back = net.member_state(m, copy.deepcopy(solo))
+        assert torch.equal(back.features[1].num_batches_tracked, solo.features[1].num_batches_tracked)
+
+
+class WithDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.relu = nn.Linear(16, 3), nn.ReLU()
+
+    def forward(self, x):
+        h = self.relu(self.lin(x.flatten(1)))
+        return h if h.sum() > 0 else -h
+
+
+def test_stackable_reason():
+    dropout = stackable_reason(WithDropout(), (1, 4, 4))
+    assert dropout is not None and "body.3 is Dropout" in dropout and "\n" not in dropout
+    control = stackable_reason(DataDependent(), (1, 4, 4))
+    assert control is not None and "vmap dry run" in control and "\n" not in control
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    assert stackable_reason(plain, (1, 4, 4)) is None  # the tiny zoo: test_forward_... above
+
+
+def test_refuses_members_of_different_architectures():
+    with pytest.raises(ValueError, match=r"solos\[1\]"):
+        StackedNet([tiny("resnet20"), tiny("resnet32")])
+    with pytest.raises(ValueError, match=r"solos\[1\]"):
+        StackedNet([tiny("vgg16"), build("vgg16", (1, 28, 28), 10, width_multiplier=0.25)])
+
+
+def test_tensors_stay_on_the_module_device():
+    """CPU: outputs on the parameters' device, BN buffers updated in place; meta device (no
+    data, but every tensor's device is tracked): forward, codes and backward stay on it."""
+    shape = (1, 8, 8)
+    net = StackedNet(members("resnet20", 2, input_shape=shape)).train()
+    ptrs = {k: b.data_ptr() for k, b in net.named_buffers()}
+    keep: list[torch.Tensor] = []
+    out = net(torch.randn(2, 3, *shape), keep)
+    assert out.device == keep[0].device == torch.device("cpu")
+    assert ptrs == {k: b.data_ptr() for k, b in net.named_buffers()}
+    assert net.net.bn1.num_batches_tracked.tolist() == [1, 1]
+    meta = StackedNet(members("resnet20", 2, input_shape=shape)).to("meta").train()
+    keep = []
+    out = meta(torch.randn(2, 3, *shape, device="meta"), keep)
+    out.sum().backward()
+    devices = {out.device, *(k.device for k in keep), *(b.device for b in meta.buffers()),
+               *(p.grad.device for p in meta.parameters())}
+    assert devices == {torch.device("meta")}
