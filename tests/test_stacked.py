@@ -153,9 +153,9 @@ def test_vgg_gradients_and_bn_stats_along_the_solo_trajectory():
     """tiny/vgg16: at each of 4 solo Adam steps, a StackedNet of the solos' current states gives
     each member's logits, gradients and updated running stats (measured over seeds 0-5: gradients
 8.1e-6 to 2.2e-5 relative, running stats 3.7e-7, logits 0).
-    (Free-running, stacked and solo VGG trajectories part at non-smooth points, max-pool near-ties
-    and BN biases whose true gradient is ~0 at 1x1 feature maps, exactly as a solo run and the
-    same run on a permuted batch order do; see test_vgg_free_running_training_same_function.)"""
+    (Free-running, stacked and solo VGG trajectories part: BN biases whose true gradient is 0
+    get rounding noise that Adam scales to lr-sized steps, as between a solo run and the same run
+    on a permuted batch order; see docs/batched_training.md and the test below.)"""
     shape, steps, batch = (1, 16, 16), 4, 16
     solos = members("vgg16", 2, seed=0, input_shape=shape)
     optimizers = [torch.optim.Adam(s.parameters(), lr=1e-3) for s in solos]
