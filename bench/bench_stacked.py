@@ -22,19 +22,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from activation_hash.batched.stacked import StackedNet
-from activation_hash.models.zoo import MODEL_CONF, build
-
-
-def network(name: str, input_shape, num_classes: int):
-    """`conf/model/<name>.yaml`'s net; a tiny/ file's keys over the full model's."""
-    options = OmegaConf.to_container(OmegaConf.load(MODEL_CONF / f"{name}.yaml"))
-    defaults = options.pop("defaults", None)
-    if defaults is None:
-        return build(name, input_shape, num_classes)
-    return build(name.split("/")[-1], input_shape, num_classes, **options)
+from activation_hash.models.zoo import build
 
 
 def timed(fn, steps: int) -> tuple[float, float]:
@@ -61,7 +51,7 @@ def main() -> None:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     for m in args.members:
         torch.manual_seed(0)
-        solos = [network(args.model, shape, 10).train() for _ in range(m)]
+        solos = [build(args.model, shape, 10).train() for _ in range(m)]
         stacked = StackedNet(solos).train()
         x, y = torch.randn(m, args.batch, *shape), torch.randint(0, 10, (m, args.batch))
         solo_opts = [torch.optim.Adam(s.parameters(), lr=1e-3) for s in solos]

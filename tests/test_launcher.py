@@ -50,7 +50,7 @@ def test_plan_groups_batchable_jobs_and_says_why_others_run_alone() -> None:
     assert units == [[0, 1, 2, 3], [4], [5], [6]]
     assert "gradient_clip_val" in why[4] and "couples" in why[4]
     assert why[5].startswith("no other job")
-    assert "model._target_" in why[6]
+    assert "effective_gating" in why[6]
     units, _ = plan(tasks, pad_widths=False)  # the CPU default: one width per group
     assert units[:2] == [[0, 1], [2, 3]]
     units, _ = plan(tasks, max_members=3, pad_widths=True)
@@ -147,6 +147,44 @@ def test_step_limited_members_of_different_training_set_sizes_equal_solo_runs(tm
         assert worst.get("codes bits differing", 0) == 0, worst
         assert (g["epochs_trained"], g["step"]) == (e["epochs_trained"], e["step"]) == (g["epoch"], 9)
     assert [g["epochs_trained"] for g in got] == [2, 5, 2]
+
+
+def test_cnn_members_train_as_one_stacked_network_and_equal_solo_runs(tmp_path) -> None:
+    """tiny ResNet-20 (batch norm) on the digits, seeds 0/1 (one with label noise): a StackedNet
+    (torch.func) group vs solo runs."""
+    solo, batch = _pair(tmp_path, [["seed=0"], ["seed=1", "data.label_noise=0.3"]], "model=tiny/resnet20",
+                        "trainer.max_epochs=2", "codes.epochs=[0,2]")
+    assert unbatchable_reason(batch[0]) is None and plan(batch)[0] == [[0, 1]]
+    expected = [run(cfg) for cfg in solo]
+    got = run_group(batch)
+    for s, b, e, g in zip(solo, batch, expected, got):
+        keys: dict[str, float] = {}
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        assert keys["train/loss"] < 1e-4 and keys["train/acc"] < 1e-4, keys
+        assert max(keys["val/loss"], keys["test/net_loss"], keys["train/net_loss"]) < 1e-3, keys
+        assert worst["codes bits differing"] < 0.01, worst
+        assert g["epochs_trained"] == e["epochs_trained"] == 2
+        assert json.loads((Path(b.output_dir) / "meta.json").read_text())["batched"]["members"] == 2
+
+
+@pytest.mark.parametrize("override, words", [("model=dlgn", "effective_gating()"), ("model=binary_encoding", "loss_terms()")])
+def test_networks_that_do_not_stack_say_why(tmp_path, override, words) -> None:
+    cfg = compose_config([*SMALL, override], output_dir=tmp_path)
+    assert words in (unbatchable_reason(cfg) or ""), unbatchable_reason(cfg)
+
+
+def test_networks_with_loss_terms_or_random_layers_run_alone() -> None:
+    from torch import nn
+
+    from activation_hash.batched.run_group import _network_reason
+
+    class Penalized(nn.Linear):
+        def loss_terms(self):
+            return []
+
+    assert "loss_terms(): the batched module" in _network_reason(nn.Sequential(nn.Flatten(), Penalized(64, 10)), (1, 8, 8))
+    assert "Dropout" in _network_reason(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout()), (1, 8, 8))
+    assert _network_reason(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 10)), (1, 8, 8)) is None
 
 
 def test_finished_members_are_skipped_and_locked_ones_left_alone(tmp_path) -> None:

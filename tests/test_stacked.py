@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from activation_hash.batched.capture import member_splits
@@ -26,16 +25,14 @@ from activation_hash.batched.fit import fit, train_solo
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import CodeRecorder, describe_units
 from activation_hash.codes.collect import collect_codes
-from activation_hash.models.zoo import MODEL_CONF, build
+from activation_hash.models.zoo import build
 
 TINY = ("vgg16", "vgg19", "resnet18", "resnet20", "resnet32", "resnext", "densenet")
 
 
 def tiny(name: str, input_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
-    """conf/model/tiny/<name>.yaml's network (its options over the full model's file)."""
-    options = OmegaConf.to_container(OmegaConf.load(MODEL_CONF / "tiny" / f"{name}.yaml"))
-    options.pop("defaults")
-    return build(name, input_shape, num_classes, **options)
+    """conf/model/tiny/<name>.yaml's network."""
+    return build(f"tiny/{name}", input_shape, num_classes)
 
 
 def members(name: str, m: int = 2, seed: int = 0, input_shape=(1, 28, 28)) -> list[nn.Module]:

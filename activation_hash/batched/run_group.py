@@ -42,6 +42,7 @@ from activation_hash.batched.capture import member_splits, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
+from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.callback import _kept_when_dead, _print_capture
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.codes.io import codes_path, save_codes
@@ -85,9 +86,7 @@ def _plain(cfg: DictConfig | dict) -> dict:
 def unbatchable_reason(cfg: DictConfig) -> str | None:
     """Why this run cannot be a member of a batched group (one line), or None when it can."""
     c = _plain(cfg)
-    model, data = c.get("model") or {}, c.get("data") or {}
-    if model.get("_target_") != MLP_TARGET:
-        return f"model._target_={model.get('_target_')}: only {MLP_TARGET} batches"
+    data = c.get("data") or {}
     if data.get("_target_") != DATA_TARGET:
         return f"data._target_={data.get('_target_')}: only {DATA_TARGET} batches"
     if (c.get("optimizer") or {}).get("_target_") not in OPTIMIZERS:
@@ -125,13 +124,28 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         if family is not None and (family.needs or family.wants):
             return f"metrics.which: {name} needs per-sample extras ({', '.join((*family.needs, *family.wants))})"
     try:
-        shape = tuple(instantiate(c["data"]).input_shape)
+        dm = instantiate(c["data"])
+        shape = tuple(dm.input_shape)
         running = [name for name in enabled_probes(metrics, shape) if _probe_runs(name, metrics, shape)]
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
-    except Exception as err:  # a bad data or probe config fails in the solo run with its own message
-        return f"data/metrics: {err}"
+        if (c.get("model") or {}).get("_target_") != MLP_TARGET:
+            return _network_reason(instantiate(c["model"])(input_shape=shape, num_classes=dm.num_classes), shape)
+    except Exception as err:  # a bad data, model or probe config fails in the solo run with its own message
+        return f"data/model/metrics: {err}"
     return None
+
+
+def _network_reason(net: torch.nn.Module, shape: tuple[int, ...]) -> str | None:
+    """Why a network other than the MLP cannot be a StackedNet member (torch.func), or None."""
+    # the solo Classifier's extension points, and the gates the halfspaces probe reads (DLGN)
+    hooks = {"loss_terms": "the batched module does not add its terms", "set_epoch": "the batched module does not call it",
+             "effective_gating": "the halfspaces probe reads it, and probes are not batched"}
+    for name, module in net.named_modules():
+        for hook, why in hooks.items():
+            if callable(getattr(module, hook, None)):
+                return f"model: {name or type(net).__name__} defines {hook}(): {why}"
+    return stackable_reason(net, shape)
 
 
 def _probe_runs(name: str, metrics: dict, shape: tuple[int, ...]) -> bool:
@@ -343,7 +357,8 @@ class _Group:
         names = [f"net.{name}" for name, _ in self.units[0]]
         self.layers = parse_layers(self.cfg.codes.layers, len(names), names=names)
         self.layer_names = names
-        self.model = BatchedMLP(nets).to(self.device)
+        mlp = _plain(self.cfg.model).get("_target_") == MLP_TARGET
+        self.model = (BatchedMLP(nets) if mlp else StackedNet(nets, info.input_shape)).to(self.device)
         for dm in cache.values():
             dm.to(self.device)
         members = [str(o) for o in self.outs]

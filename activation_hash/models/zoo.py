@@ -33,8 +33,23 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, **options: ob
     if not path.is_file():
         known = sorted(str(p.relative_to(MODEL_CONF).with_suffix("")) for p in MODEL_CONF.rglob("*.yaml"))
         raise ValueError(f"model={name!r}: no conf/model/{name}.yaml; choose one of {known}")
-    cfg = OmegaConf.merge(OmegaConf.load(path), options)
+    cfg = OmegaConf.merge(_load(path), options)
     return instantiate(cfg)(input_shape=tuple(input_shape), num_classes=num_classes)
+
+
+def _load(path: Path):
+    """A model file with its defaults list applied: the tiny/* files are `/model/<name>@_here_`
+    (the full-size file) then `_self_`, which OmegaConf.load alone does not merge."""
+    cfg = OmegaConf.load(path)
+    defaults = cfg.pop("defaults", []) if "defaults" in cfg else []
+    merged = OmegaConf.create()
+    for entry in defaults:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, cfg)
+            continue
+        name = str(entry).split("@")[0].removeprefix("/model/")
+        merged = OmegaConf.merge(merged, _load(MODEL_CONF / f"{name}.yaml"))
+    return merged if "_self_" in defaults else OmegaConf.merge(merged, cfg)
 
 
 def custom(input_shape: Sequence[int], num_classes: int, network: Factory | nn.Module,

@@ -61,8 +61,12 @@ def _resolve_task(cfg: DictConfig) -> DictConfig:
 
 
 def member_widths(cfg: DictConfig) -> tuple[int, ...]:
+    """An MLP member's hidden widths (); other networks stack only with their own architecture."""
+    from activation_hash.batched.run_group import MLP_TARGET
     from activation_hash.models.mlp import hidden_widths
     m = cfg.model
+    if m.get("_target_") != MLP_TARGET:
+        return ()
     return tuple(hidden_widths(m.depth, m.width, m.get("split_width", False), m.get("widths")))
 
 
