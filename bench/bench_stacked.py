@@ -27,10 +27,13 @@ from activation_hash.batched.stacked import StackedNet
 from activation_hash.models.zoo import build
 
 
-def timed(fn, steps: int) -> tuple[float, float]:
+def timed(fn, steps: int, device: str) -> tuple[float, float]:
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
+    sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -42,18 +45,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = (1, 28, 28)
     print(f"{args.model} on {shape}, batch {args.batch}, Adam, {args.steps} steps x {args.rounds - 1} rounds "
           f"(+1 warm-up), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, device {args.device}")
     for m in args.members:
         torch.manual_seed(0)
-        solos = [build(args.model, shape, 10).train() for _ in range(m)]
+        solos = [build(args.model, shape, 10).to(args.device).train() for _ in range(m)]
         stacked = StackedNet(solos).train()
-        x, y = torch.randn(m, args.batch, *shape), torch.randint(0, 10, (m, args.batch))
+        x = torch.randn(m, args.batch, *shape, device=args.device)
+        y = torch.randint(0, 10, (m, args.batch), device=args.device)
         solo_opts = [torch.optim.Adam(s.parameters(), lr=1e-3) for s in solos]
         opt = torch.optim.Adam(stacked.parameters(), lr=1e-3)
 
@@ -71,8 +76,8 @@ def main() -> None:
 
         rows = []
         for r in range(args.rounds):
-            s_wall, s_cpu = timed(solo_steps, args.steps)
-            b_wall, b_cpu = timed(stacked_step, args.steps)
+            s_wall, s_cpu = timed(solo_steps, args.steps, args.device)
+            b_wall, b_cpu = timed(stacked_step, args.steps, args.device)
             if r:
                 rows.append((s_wall, s_cpu, b_wall, b_cpu))
         ratio = statistics.median(s / b for s, _, b, _ in rows)

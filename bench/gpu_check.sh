@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks in one go (< 5 min): a training run on CUDA, the batched-training benchmark, and the
-# GEMM K-NN path against faiss on the same codes. The GPU machine has torch, Lightning,
+# GPU checks in one go (< 5 min): a training run on CUDA, the batched-training benchmark, the
+# GEMM K-NN path against faiss on the same codes, a batched group through the launcher's code on
+# CUDA, and stacked CNN steps. The GPU machine has torch, Lightning,
 # torchmetrics and scikit-learn (Python 3.12) but not Hydra, OmegaConf, faiss or W&B, and cannot
 # fetch, so first download the wheels on a machine with internet, next to this repository:
 #
@@ -37,3 +38,32 @@ t_gemm = time.perf_counter() - t0
 assert np.array_equal(np.asarray(d_faiss), np.asarray(d_gemm)), "GEMM and faiss neighbour distances differ"
 print(f"9-NN, 60,000 x 10,000 codes of 1,024 bits: same distances; faiss {t_faiss:.2f} s, GEMM cuda {t_gemm:.2f} s")
 PY
+
+echo "== 4. a batched group on CUDA (run_group: 2 MLP members, MNIST 2,000 images, 2 epochs) vs a solo run"
+rm -rf /tmp/gpu_group /tmp/gpu_solo
+timeout 120 python - "${ACCELERATOR:-gpu}" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+
+from activation_hash.batched.compare import compare_runs
+from activation_hash.batched.run_group import run_group
+from activation_hash.run import run
+
+common = ["data=mnist", "data.train_size=2000", "trainer.max_epochs=2", "codes.epochs=[0,2]",
+          "progress_bar=none", "codes.verbose=false", f"trainer.accelerator={sys.argv[1]}"]
+with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
+    group = [compose(config_name="config", overrides=[*common, f"seed={s}", f"output_dir=/tmp/gpu_group/{s}"])
+             for s in (0, 1)]
+    solo = compose(config_name="config", overrides=[*common, "seed=0", "output_dir=/tmp/gpu_solo/0"])
+results = run_group(group)
+run(solo)
+device = json.loads(Path("/tmp/gpu_group/0/meta.json").read_text())["batched"]["device"]
+print(f"group on {device}: test/knn_acc {[round(r['test/knn_acc'], 4) for r in results]}")
+print("member 0 vs its solo run, worst relative difference:", compare_runs(Path("/tmp/gpu_group/0"), Path("/tmp/gpu_solo/0"), {}))
+PY
+
+echo "== 5. stacked CNN steps (tiny/resnet20, M = 2, 8, 32) vs solo steps on CUDA"
+timeout 60 python bench/bench_stacked.py --device cuda --members 2 8 32 --threads 0
