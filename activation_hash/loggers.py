@@ -25,7 +25,9 @@ def wandb_api_key_configured() -> bool:
         return False
 
 
-def build_loggers(cfg: DictConfig | None, extra_tags: list[str] = ()) -> list[Logger]:
+def build_loggers(cfg: DictConfig | None, extra_tags: list[str] = (), own_run: bool = False) -> list[Logger]:
+    """The `logger` group's loggers. `own_run`: each W&B logger starts a run of its own beside the
+    process's others (`reinit="create_new"`), as the members of a batched group need."""
     if not cfg:
         return []
     loggers: list[Logger] = []
@@ -37,6 +39,8 @@ def build_loggers(cfg: DictConfig | None, extra_tags: list[str] = ()) -> list[Lo
             spec = _wandb_mode(spec)
             tags = [str(t)[:64] for t in [*(spec.get("tags") or []), *extra_tags]]  # W&B caps tags at 64 chars
             spec["tags"] = list(dict.fromkeys(tags))
+            if own_run:
+                spec["reinit"] = "create_new"
         loggers.append(instantiate(spec))
     return loggers
 
@@ -51,14 +55,21 @@ def _wandb_mode(spec: dict) -> dict:
     return spec
 
 
-def finish_wandb(loggers: list[Logger]) -> str | None:
-    """Close any W&B run; return the offline run directory when there is one."""
+def finish_wandb(loggers: list[Logger], own_runs: bool = False) -> str | None:
+    """Close the W&B runs of `loggers`; return the offline run directory when there is one.
+
+    `own_runs`: each W&B logger's run exists and is its own (`build_loggers(own_run=True)`); else
+    the process's current run is closed, if any (a run that failed before logging started none)."""
+    from pytorch_lightning.loggers import WandbLogger
     run_dir = None
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
-            import wandb
-            run = logger.experiment
-            if getattr(logger, "_offline", False):
-                run_dir = os.path.dirname(run.dir)  # .../wandb/offline-run-*/files -> the run folder
-            wandb.finish()
+        if not isinstance(logger, WandbLogger):
+            continue
+        import wandb
+        run = logger.experiment if own_runs else wandb.run
+        if run is None:
+            continue
+        if run.offline:
+            run_dir = os.path.dirname(run.dir)  # .../wandb/offline-run-*/files -> the run folder
+        run.finish()
     return run_dir

@@ -68,7 +68,7 @@ def test_training_set_sizes_batch_only_in_step_limited_runs_without_scheduler_or
 
 
 @pytest.mark.parametrize("override, words", [
-    ("logger=wandb", "W&B"), ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
+    ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
     ("+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor", "LearningRateMonitor"),
     ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("+trainer.min_epochs=2", "min_epochs"),
     ("metrics.diameter.enabled=true", "probes"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
@@ -185,6 +185,29 @@ def test_networks_with_loss_terms_or_random_layers_run_alone() -> None:
     assert "loss_terms(): the batched module" in _network_reason(nn.Sequential(nn.Flatten(), Penalized(64, 10)), (1, 8, 8))
     assert "Dropout" in _network_reason(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout()), (1, 8, 8))
     assert _network_reason(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 10)), (1, 8, 8)) is None
+
+
+def test_wandb_gives_each_member_its_own_run(tmp_path, monkeypatch) -> None:
+    """logger=wandb without an API key: offline, one W&B run per member (in its run directory, as
+    a solo run's), with the member's metrics and the tags of its job's overrides."""
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc: no credentials
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfgs = [compose_config([*SMALL, *v, "logger=wandb", "codes.save=false"], output_dir=tmp_path / str(i))
+            for i, v in enumerate(MEMBERS)]
+    assert unbatchable_reason(cfgs[0]) is None
+    run_group(cfgs, tags=[["seed=0", "model.width=16"], ["seed=1", "model.width=7"]])
+    runs = set()
+    for i, width in enumerate((16, 7)):
+        (run_dir,) = (tmp_path / str(i) / "wandb").glob("offline-run-*")
+        (history,) = run_dir.glob("run-*.wandb")
+        data = history.read_bytes()
+        assert b"test/knn_acc" in data and b"train/loss" in data
+        assert f"model.width={width}".encode() in data
+        runs.add(history.name)
+        assert (tmp_path / str(i) / "result.json").is_file()
+    assert len(runs) == 2
 
 
 def test_finished_members_are_skipped_and_locked_ones_left_alone(tmp_path) -> None:

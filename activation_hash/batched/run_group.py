@@ -50,7 +50,7 @@ from activation_hash.codes.probes import enabled_probes, probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, metrics_device
-from activation_hash.loggers import build_loggers
+from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.metrics import WHICH, compute_families
 from activation_hash.metrics.registry import CodeSet, families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
@@ -114,8 +114,8 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         if spec.get("mode", "min") not in ("min", "max"):
             return f"callbacks.{name}.mode={spec.get('mode')}: min or max"
     for name, spec in (c.get("logger") or {}).items():
-        if spec and "_target_" in spec and not spec["_target_"].endswith("CSVLogger"):
-            return f"logger.{name}: {spec['_target_']} is not batched (one W&B run per process); only CSVLogger"
+        if spec and "_target_" in spec and not spec["_target_"].endswith(("CSVLogger", "WandbLogger")):
+            return f"logger.{name}: {spec['_target_']} is not batched; CSVLogger and WandbLogger are"
     metrics = c.get("metrics") or {}
     load_plugins(metrics.get("plugins") or ())
     which = metrics.get("which", WHICH)
@@ -177,9 +177,11 @@ def group_key(cfg: DictConfig) -> str:
 
 
 def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
-              placement: Placement | None = None) -> list[dict[str, Any] | BaseException]:
+              placement: Placement | None = None,
+              tags: list[list[str]] | None = None) -> list[dict[str, Any] | BaseException]:
     """Train the group; per member its result dict (what run(cfg) returns: the summary, or a
-    finished run's saved result, or {"skipped": ...}), or the exception that failed it."""
+    finished run's saved result, or {"skipped": ...}), or the exception that failed it. `tags`:
+    per member the W&B tags a solo run takes from its job's overrides (the launcher's)."""
     for cfg in cfgs:
         check_config(cfg)
         if (reason := unbatchable_reason(cfg)) is not None:
@@ -198,7 +200,8 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
             else:
                 todo.append(i)
         if todo:
-            for i, result in zip(todo, _Group([cfgs[i] for i in todo], device, placement).train()):
+            group = _Group([cfgs[i] for i in todo], device, placement, [tags[i] for i in todo] if tags else None)
+            for i, result in zip(todo, group.train()):
                 results[i] = result
     return results
 
@@ -334,7 +337,8 @@ class _GroupRecorder(pl.Callback):
 
 
 class _Group:
-    def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None):
+    def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None,
+                 tags: list[list[str]] | None = None):
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.device = _device(self.cfg, device)
         self.placement = placement or Placement(self.device.type, [self.device.index or 0]
@@ -375,7 +379,8 @@ class _Group:
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-            self.loggers = [build_loggers(cfg.get("logger")) for cfg in cfgs]
+            self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
+                            for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]
             for logger in (lg for loggers in self.loggers for lg in loggers):
                 logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
         self.records: list[list[dict]] = [[] for _ in cfgs]
@@ -405,16 +410,22 @@ class _Group:
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
                              deterministic=cfg.trainer.get("deterministic"),
                              benchmark=cfg.trainer.get("benchmark"), default_root_dir=str(self.outs[0]))
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, train_dataloaders=zipped)
+        started, finished = time.perf_counter(), False
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
+                trainer.fit(module, train_dataloaders=zipped)
+            finished = True
+        finally:  # every member's loggers are closed, its W&B run finished, whatever happened
+            for m, loggers in enumerate(self.loggers):
+                for logger in loggers:
+                    logger.finalize("success" if finished and recorder.failed[m] is None else "failed")
+                if offline_dir := finish_wandb(loggers, own_runs=True):
+                    log.warning("W&B offline run saved in %s; upload it with `wandb sync %s`", offline_dir, offline_dir)
         seconds = round(time.perf_counter() - started, 2)
         results: list[dict[str, Any] | BaseException] = []
         for m, out in enumerate(self.outs):
             failed = recorder.failed[m]
-            for logger in self.loggers[m]:
-                logger.finalize("success" if failed is None else "failed")
             if failed is not None:
                 results.append(NonFiniteLossError(
                     f"{failed}; training stopped. The {len(self.records[m]) // 2} capture(s) made before are kept "

@@ -55,9 +55,11 @@ def resolved_task_config(sweep_config: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def _resolve_task(cfg: DictConfig) -> DictConfig:
-    """The 'task' of a group member's run_job: its config, resolved while Hydra knows the job."""
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+def _resolve_task(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
+    """The 'task' of a group member's run_job: its config, resolved while Hydra knows the job, and
+    the W&B tags a solo run would take from the job's overrides."""
+    from activation_hash.run import _sweep_tags
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), _sweep_tags()
 
 
 def member_widths(cfg: DictConfig) -> tuple[int, ...]:
@@ -146,14 +148,14 @@ def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[D
         prepared.append(run_job(hydra_context=hydra_context, task_function=_resolve_task, config=config,
                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
         configure_log(hydra_logging, verbose)
-    cfgs = [ret.return_value for ret in prepared]
+    cfgs, tags = [ret.return_value[0] for ret in prepared], [ret.return_value[1] for ret in prepared]
     first = cfgs[0].trainer
     device, placement = unit_device(first.get("accelerator", "auto"), first.get("devices", 1), unit_index, n_jobs)
     if placement.threads:
         torch.set_num_threads(placement.threads)
     log.info("batched group of %d jobs (#%s) on %s", len(unit), ", #".join(map(str, idxs)), device)
     try:
-        results = run_group(cfgs, device=device, placement=placement)
+        results = run_group(cfgs, device=device, placement=placement, tags=tags)
     except Exception as err:  # noqa: BLE001 - the sweep reports it for every member, as a failed job
         log.error("batched group #%s failed: %s", ", #".join(map(str, idxs)), err)
         results = [err] * len(cfgs)
