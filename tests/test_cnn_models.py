@@ -4,7 +4,6 @@ and its unit counts equal counts derived here from the published architecture de
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import time
 
@@ -12,7 +11,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import ListConfig
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset

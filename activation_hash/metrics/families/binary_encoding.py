@@ -13,8 +13,6 @@ test latents, for the report's bimodality picture.
 
 from __future__ import annotations
 
-import numpy as np
-
 from activation_hash.metrics import binary_encoding as be
 from activation_hash.metrics.registry import CodeSet, MetricFamily
 
