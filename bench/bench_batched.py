@@ -105,12 +105,13 @@ def end_to_end(studies: list[str], extra: list[str], keep: str | None) -> None:
         for name, launcher in (("default", []), ("batched", ["hydra/launcher=batched"])):
             times[name] = _sweep(study, str(root / name), launcher, extra)
             totals[name] = [a + b for a, b in zip(totals[name], times[name])]
-        sweep = Path("studies") / study / "smoke"
-        worst = compare_sweeps(root / "batched" / sweep, root / "default" / sweep)
         (dw, dc), (bw, bc) = times["default"], times["batched"]
         print(f"{study}: default {dw:.1f} s wall / {dc:.1f} s CPU, batched {bw:.1f} s / {bc:.1f} s: "
-              f"ratio {dw / bw:.2f}x wall, {dc / bc:.2f}x CPU; {worst.pop('runs')} runs, worst relative "
-              f"difference " + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()))
+              f"ratio {dw / bw:.2f}x wall, {dc / bc:.2f}x CPU", flush=True)
+        sweep = Path("studies") / study / "smoke"
+        worst = compare_sweeps(root / "batched" / sweep, root / "default" / sweep)
+        print(f"  {worst.pop('runs')} runs, worst relative difference "
+              + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()))
     (dw, dc), (bw, bc) = totals["default"], totals["batched"]
     print(f"total: default {dw:.1f} s wall / {dc:.1f} s CPU, batched {bw:.1f} s / {bc:.1f} s: ratio "
           f"{dw / bw:.2f}x wall, {dc / bc:.2f}x CPU; load average {os.getloadavg()[0]:.1f} at the end")

@@ -104,9 +104,15 @@ def compare_runs(a: Path, b: Path, per_key: dict[str, float] | None = None) -> d
     return worst
 
 
+def _run_dirs(sweep: Path) -> list[str]:
+    """The sweep's run directories (holding config.yaml), relative to it: an override value with
+    a slash (model=tiny/resnet20) nests a job's directory a level deeper."""
+    return sorted(str(p.parent.relative_to(sweep)) for p in sweep.rglob("config.yaml")
+                  if not any(part.startswith(".") for part in p.relative_to(sweep).parts))
+
+
 def compare_sweeps(a: Path, b: Path, per_key: dict[str, float] | None = None) -> dict[str, float]:
-    runs = sorted(p.name for p in Path(a).iterdir() if (p / "config.yaml").is_file())
-    other = sorted(p.name for p in Path(b).iterdir() if (p / "config.yaml").is_file())
+    runs, other = _run_dirs(Path(a)), _run_dirs(Path(b))
     assert runs == other and runs, f"run directories differ: {sorted(set(runs) ^ set(other))}"
     worst: dict[str, float] = {}
     for name in runs:
