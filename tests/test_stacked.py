@@ -129,18 +129,24 @@ def adam_step(net, x, y, optimizer) -> None:
     optimizer.step()
 
 
-def test_adam_training_resnet20_matches_solo_training():
-    """tiny/resnet20 (batch norm, zero-padding shortcuts), 5 Adam steps, one Adam over the stacked
-    parameters vs each solo with its own: worst over 10 seeds measured 4.7e-6 relative (parameters
-    and BN running stats), num_batches_tracked equal."""
-    shape, steps, batch = (1, 8, 8), 5, 16
-    solos = members("resnet20", 2, seed=0, input_shape=shape)
+def trained_pair(name: str, shape, steps: int, batch: int):
+    """Two members of `name`, stacked and trained `steps` Adam steps on random batches; the solos untouched."""
+    solos = members(name, 2, seed=0, input_shape=shape)
     net = StackedNet(solos)
     xs, ys = torch.randn(steps, 2, batch, *shape), torch.randint(0, 10, (steps, 2, batch))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     net.train()
     for k in range(steps):
         adam_step(net, xs[k], ys[k], optimizer)
+    return solos, net, xs, ys
+
+
+def test_adam_training_resnet20_matches_solo_training():
+    """tiny/resnet20 (batch norm, zero-padding shortcuts), 5 Adam steps, one Adam over the stacked
+    parameters vs each solo with its own: worst over 10 seeds measured 4.7e-6 relative (parameters
+    and BN running stats), num_batches_tracked equal."""
+    steps = 5
+    solos, net, xs, ys = trained_pair("resnet20", (1, 8, 8), steps, 16)
     for m, solo in enumerate(solos):
         train_solo(solo, [(xs[k, m], ys[k, m]) for k in range(steps)], torch.optim.Adam(solo.parameters(), lr=1e-3), 1)
         assert int(solo.bn1.num_batches_tracked) == steps
@@ -196,14 +202,8 @@ def test_vgg_free_running_training_same_function():
     """tiny/vgg16, 4 Adam steps free-running: the trained members compute their solo's function
     (eval logits measured 7.4e-6 at seed 0, <= 1.6e-5 over 8 seeds; a solo vs itself on a permuted batch
     order: parameters differ as much, up to 0.56, in BN biases of rounding-noise gradient)."""
-    shape, steps, batch = (1, 16, 16), 4, 32
-    solos = members("vgg16", 2, seed=0, input_shape=shape)
-    net = StackedNet(solos)
-    xs, ys = torch.randn(steps, 2, batch, *shape), torch.randint(0, 10, (steps, 2, batch))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    net.train()
-    for k in range(steps):
-        adam_step(net, xs[k], ys[k], optimizer)
+    shape, steps = (1, 16, 16), 4
+    solos, net, xs, ys = trained_pair("vgg16", shape, steps, 32)
     net.eval()
     x_test = torch.randn(2, 64, *shape)
     logits = net(x_test)
