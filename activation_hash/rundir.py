@@ -40,6 +40,8 @@ NOT_RESULT_KEYS = (
 )
 # The checkpoint of the last epoch trained (resume: auto), relative to the run directory.
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# A batched group's member: where its group's checkpoint is (activation_hash.batched.resume).
+GROUP_POINTER = Path("checkpoints") / "group.json"
 # Override names left out of a sweep's run-directory name: the neutral keys plus the choices
 # already in the study's directory (experiment, profile) and the launcher's.
 RUN_DIR_EXCLUDED = ("experiment", "+experiment", "profile", "hydra/launcher", "hydra.launcher.n_jobs",
@@ -71,10 +73,12 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def claim(cfg: DictConfig, out: Path, can_resume: bool = True) -> Iterator[dict[str, Any] | None]:
+def claim(cfg: DictConfig, out: Path, can_resume: bool | str = True) -> Iterator[dict[str, Any] | None]:
     """Own `out` for the body; yield a result to return instead of running, or None to run.
-    `can_resume=False` (a caller that always trains from epoch 0, e.g. a batched group): an
-    unfinished run is moved aside even when it left a checkpoint to resume from."""
+    `can_resume=False` (a caller that always trains from epoch 0): an unfinished run is moved
+    aside even when it left a checkpoint to resume from. `can_resume="group"` (a batched group):
+    an unfinished run of the same config is kept when it was a member of a group that left a
+    checkpoint (`GROUP_POINTER`), for the group to decide; any other is moved aside."""
     out.mkdir(parents=True, exist_ok=True)
     mode = cfg.get("run_dir_lock", "skip")
     with open(out / ".lock", "a+") as lock:
@@ -108,7 +112,7 @@ def resumable(cfg: DictConfig, out: Path) -> Path | None:
     return checkpoint
 
 
-def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool = True) -> dict[str, Any] | None:
+def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool | str = True) -> dict[str, Any] | None:
     # Hydra writes .hydra/ and the job log into the directory of every job before it starts: not outputs
     entries = [p for p in out.iterdir() if p.name not in (".lock", ".hydra") and p.suffix != ".log"]
     if not entries:
@@ -120,15 +124,23 @@ def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool = True) -> dict
         if not changed and cfg.get("skip_finished", False) and (out / "result.json").is_file():
             log.info("%s already finished with this config (result.json present); skipping it", out)
             return json.loads((out / "result.json").read_text())
-        if not changed and can_resume and resumable(cfg, out):
+        if not changed and can_resume is True and resumable(cfg, out):
             return None  # run() resumes from the checkpoint; the captures made before it stay
+        if not changed and can_resume == "group" and cfg.get("resume", "auto") == "auto" \
+                and not (out / "result.json").exists() and (out / GROUP_POINTER).is_file():
+            return None  # the group resumes from its checkpoint, or moves this aside itself
+    listed = ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else "")
+    move_aside(out, f"it holds a run with a different config (changed: {listed})" if changed
+               else "it holds an earlier run that did not finish and left no checkpoint (or resume=never, "
+                    "or skip_finished=false)")
+    return None
+
+
+def move_aside(out: Path, why: str) -> None:
+    """Move the outputs in `out` (not its lock, Hydra's files and job logs) to a sibling folder."""
+    entries = [p for p in out.iterdir() if p.name not in (".lock", ".hydra") and p.suffix != ".log"]
     aside = out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     aside.mkdir()
     for entry in entries:
         entry.rename(aside / entry.name)
-    listed = ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else "")
-    why = (f"it holds a run with a different config (changed: {listed})" if changed
-           else "it holds an earlier run that did not finish and left no checkpoint (or resume=never, "
-                "or a batched group, which trains from epoch 0, or skip_finished=false)")
     log.warning("%s: previous outputs moved to %s because %s; starting from an empty directory", out, aside, why)
-    return None

@@ -46,6 +46,11 @@ class ZipLoader:
     def __len__(self) -> int:
         return self.steps
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the members' loaders draw their next order for (TensorBatchLoader.set_epoch)."""
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+
     def __iter__(self):
         iters = [iter(loader) for loader in self.loaders]
         for step in range(self.steps):

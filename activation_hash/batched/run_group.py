@@ -42,6 +42,7 @@ from activation_hash.batched.capture import member_splits, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
+from activation_hash.batched.resume import GroupLastEpoch, forget, resume_point
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.callback import _kept_when_dead, _print_capture
 from activation_hash.codes.capture import describe_units, parse_layers
@@ -54,8 +55,10 @@ from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.metrics import WHICH, compute_families
 from activation_hash.metrics.registry import CodeSet, families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
-from activation_hash.rundir import claim, comparable
-from activation_hash.run import _meta, _progress_bar, _progress_mode, _summary, _used
+from activation_hash.rundir import GROUP_POINTER, claim, comparable, move_aside
+from activation_hash.codes.callback import restore_captures
+from activation_hash.resume import position, restore_csv
+from activation_hash.run import _keeps_checkpoint, _meta, _progress_bar, _progress_mode, _summary, _used
 from activation_hash.summary import print_summary
 from activation_hash.validate import check_against_data, check_config
 
@@ -192,15 +195,23 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
     with contextlib.ExitStack() as stack:
         todo = []
         for i, cfg in enumerate(cfgs):
-            # a group trains from epoch 0 (no checkpoints): an unfinished earlier run in the member's
-            # directory, even one with a resumable solo checkpoint, is moved aside, never appended to
-            previous = stack.enter_context(claim(cfg, Path(cfg.output_dir), can_resume=False))
+            # an unfinished earlier run in a member's directory is kept only when it was a member of
+            # a group that left a checkpoint (a solo run's is moved aside: a group does not resume it)
+            previous = stack.enter_context(claim(cfg, Path(cfg.output_dir), can_resume="group"))
             if previous is not None:
                 results[i] = previous
             else:
                 todo.append(i)
         if todo:
-            group = _Group([cfgs[i] for i in todo], device, placement, [tags[i] for i in todo] if tags else None)
+            outs = [Path(cfgs[i].output_dir) for i in todo]
+            checkpoint = resume_point(outs)
+            if checkpoint is None:
+                for out in outs:
+                    if (out / GROUP_POINTER).is_file():
+                        move_aside(out, "it holds a member of another group, or of this one without a "
+                                        "readable checkpoint")
+            group = _Group([cfgs[i] for i in todo], device, placement, [tags[i] for i in todo] if tags else None,
+                           checkpoint)
             for i, result in zip(todo, group.train()):
                 results[i] = result
     return results
@@ -280,13 +291,36 @@ class _GroupRecorder(pl.Callback):
                           if s and "_target_" in s] for c in group.cfgs]
         self.step, self.trained = [0] * count, [0] * count
         self.failed: list[str | None] = [None] * count
+        self.active: list[bool] | None = None  # restored from a group checkpoint
+        self.loader: ZipLoader | None = None
+        self.module: BatchedClassifier | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where each member stands, for the group checkpoint (plain values: loads weights_only)."""
+        active = list(self.module.active) if self.module is not None else self.active
+        return {"step": self.step, "trained": self.trained, "failed": self.failed, "active": active,
+                "stoppers": [[(float(s.best), s.wait) for s in stoppers] for stoppers in self.stoppers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.trained, self.failed = list(state["step"]), list(state["trained"]), list(state["failed"])
+        self.active = list(state["active"])
+        for stoppers, saved in zip(self.stoppers, state["stoppers"]):
+            for stopper, (best, wait) in zip(stoppers, saved):
+                stopper.best, stopper.wait = torch.tensor(best), wait
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
         if pl_module.device != self.group.device:
             raise RuntimeError(f"batched group: Lightning put the model on {pl_module.device}, "
                                f"its data is on {self.group.device}")
+        self.module = pl_module
+        if self.active is not None:  # resumed
+            pl_module.active = list(self.active)
         if 0 in self.epochs:
-            self.group.capture(range(pl_module.members), 0, self.step)
+            self.group.capture([m for m in range(pl_module.members) if 0 not in self.group.done[m]], 0, self.step)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
+        if self.loader is not None:  # each member's order is a function of (its seed, the epoch), as solo
+            self.loader.set_epoch(trainer.current_epoch)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -338,12 +372,14 @@ class _GroupRecorder(pl.Callback):
 
 class _Group:
     def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None,
-                 tags: list[list[str]] | None = None):
+                 tags: list[list[str]] | None = None, checkpoint: Path | None = None):
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.device = _device(self.cfg, device)
         self.placement = placement or Placement(self.device.type, [self.device.index or 0]
                                                 if self.device.type == "cuda" else 1, None)
         self.outs = [Path(cfg.output_dir) for cfg in cfgs]
+        self.checkpoint = checkpoint
+        self.resumed_at = position(checkpoint) if checkpoint else None  # (epochs trained, global step)
         cache: dict[str, Any] = {}
         self.dms, nets, self.units = [], [], []
         for cfg in cfgs:  # run()'s order: seed, data, network (the data draws no torch randomness)
@@ -369,7 +405,7 @@ class _Group:
         for cfg, out, units in zip(cfgs, self.outs, self.units):
             out.mkdir(parents=True, exist_ok=True)
             atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
-            meta = _meta(units, self.placement)
+            meta = _meta(units, self.placement, out / "meta.json", self.resumed_at)
             meta["batched"] = {"members": len(cfgs), "device": str(self.device), "group": members}
             atomic_write_json(out / "meta.json", meta)
         metric_kwargs = _plain(self.cfg.metrics)
@@ -377,14 +413,22 @@ class _Group:
         self.which = metric_kwargs.get("which", WHICH)
         # as NeuralCodeCallback: the network probes' sections are not metric options
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
+        self.records: list[list[dict]] = [[] for _ in cfgs]
+        self.done: list[set[int]] = [set() for _ in cfgs]
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
                             for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]
+            if self.resumed_at:  # the captures and CSV rows up to the checkpoint stay, as for a solo run
+                epochs, step = self.resumed_at
+                log.info("batched group resuming from epoch %d (%s)", epochs, checkpoint)
+                for m, out in enumerate(self.outs):
+                    self.records[m] = restore_captures(out, epochs)
+                    self.done[m] = {r["epoch"] for r in self.records[m]}
+                    # before the CSV writer exists: Lightning's deletes the metrics.csv it finds
+                    restore_csv(self.loggers[m], epochs, step)
             for logger in (lg for loggers in self.loggers for lg in loggers):
                 logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
-        self.records: list[list[dict]] = [[] for _ in cfgs]
-        self.done: list[set[int]] = [set() for _ in cfgs]
 
     def train(self) -> list[dict[str, Any] | BaseException]:
         cfg = self.cfg
@@ -404,9 +448,12 @@ class _Group:
         else:  # training-set sizes differ: one Lightning epoch of all the steps
             zipped = ZipLoader(loaders, steps=max(min(max_steps, max_epochs * n) for n in lengths))
             max_epochs, max_steps = min(max_epochs, 1), -1
+        if len(set(lengths)) == 1:
+            recorder.loader = zipped
+        keep = [GroupLastEpoch(self.outs)] if _keeps_checkpoint(cfg) else []
         trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator, devices=devices,
-                             callbacks=[recorder, *_progress_bar(progress)], logger=False,
-                             enable_checkpointing=False, enable_model_summary=False,
+                             callbacks=[recorder, *_progress_bar(progress), *keep], logger=False,
+                             enable_checkpointing=bool(keep), enable_model_summary=False,
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
                              deterministic=cfg.trainer.get("deterministic"),
                              benchmark=cfg.trainer.get("benchmark"), default_root_dir=str(self.outs[0]))
@@ -414,7 +461,7 @@ class _Group:
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-                trainer.fit(module, train_dataloaders=zipped)
+                trainer.fit(module, train_dataloaders=zipped, ckpt_path=self.checkpoint, weights_only=True)
             finished = True
         finally:  # every member's loggers are closed, its W&B run finished, whatever happened
             for m, loggers in enumerate(self.loggers):
@@ -438,6 +485,7 @@ class _Group:
             print_summary(self.records[m])  # as run() does
             log.info("run directory: %s", out)
             results.append(result)
+        forget(self.outs)
         return results
 
     def log(self, m: int, metrics: dict[str, float], step: int) -> None:

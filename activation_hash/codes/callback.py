@@ -71,17 +71,8 @@ class NeuralCodeCallback(pl.Callback):
 
     def resume(self, epochs_trained: int) -> None:
         """Continue a run restored after `epochs_trained` epochs: keep its captures up to there."""
-        rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()] \
-            if self.jsonl_path.is_file() else []
-        self.records = [r for r in rows if r["epoch"] <= epochs_trained]
+        self.records = restore_captures(self.out_dir, epochs_trained)
         self._done = {r["epoch"] for r in self.records}
-        self._write_jsonl()
-        codes = self.out_dir / "codes"
-        for path in codes.glob("epoch=*.npz") if codes.is_dir() else ():
-            if int(path.stem.split("=")[1]) > epochs_trained:
-                path.unlink()
-        for path in codes.glob(".epoch=*.npy") if codes.is_dir() else ():  # memmaps of an unfinished capture
-            path.unlink()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if 0 in self.epochs and 0 not in self._done:
@@ -181,6 +172,23 @@ class NeuralCodeCallback(pl.Callback):
         # rewrite the whole (small) file atomically so a crash never leaves a half line
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
         atomic_write(self.jsonl_path, text)
+
+
+def restore_captures(out_dir: Path, epochs_trained: int) -> list[dict[str, Any]]:
+    """For a run resumed after `epochs_trained` epochs: the rows of `out_dir/encoding.jsonl` up to
+    there (the file rewritten to them) and no codes of later captures; returns the rows."""
+    out_dir = Path(out_dir)
+    jsonl = out_dir / "encoding.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.is_file() else []
+    records = [r for r in rows if r["epoch"] <= epochs_trained]
+    atomic_write(jsonl, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    codes = out_dir / "codes"
+    for path in codes.glob("epoch=*.npz") if codes.is_dir() else ():
+        if int(path.stem.split("=")[1]) > epochs_trained:
+            path.unlink()
+    for path in codes.glob(".epoch=*.npy") if codes.is_dir() else ():  # memmaps of an unfinished capture
+        path.unlink()
+    return records
 
 
 def _plain(obj: Any) -> Any:
