@@ -1,5 +1,6 @@
-"""run_group(cfgs): the runs of one batch group trained as one BatchedMLP, each member's run
-directory written as `activation_hash.run.run(cfg)` writes it.
+"""run_group(cfgs): the runs of one batch group trained as one network (a BatchedMLP for MLPs, a
+StackedNet for other stackable networks) in one LightningModule (`module.BatchedClassifier`) and
+Trainer, each member's run directory written as `activation_hash.run.run(cfg)` writes it.
 
     from activation_hash.batched.run_group import run_group, unbatchable_reason, group_key
     results = run_group([cfg_seed0, cfg_seed1])   # per member what run(cfg) returns, in order
@@ -16,7 +17,9 @@ schedule, rows and metric code as NeuralCodeCallback), metrics.csv (Lightning's 
 solo run's rows: val/loss, val/acc, the captures, train/loss, train/acc, epoch, at the same steps),
 codes/epoch=NNNN.npz with codes.save, result.json last. The recipe's StepLR-like schedule is one
 scheduler over the stacked optimizer (the same function of the epoch for every member);
-EarlyStopping on train/loss is per member, with Lightning's rule.
+EarlyStopping on train/loss is per member, with Lightning's rule. Members of step-limited runs may
+differ in data.train_size (`batchable_keys`). A killed group resumes from its checkpoint
+(`batched.resume`).
 """
 
 from __future__ import annotations
