@@ -95,6 +95,15 @@ def test_unit_device_spreads_units_over_gpus() -> None:
     assert unit_device("cpu", 1, 1, 2, gpu_count=2, cpu_count=8)[0] == "cpu"
 
 
+def test_n_jobs_auto_is_one_worker_per_visible_gpu() -> None:
+    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import resolve_n_jobs
+    assert [resolve_n_jobs("auto", gpu_count=g) for g in (0, 1, 4)] == [1, 1, 4]
+    assert resolve_n_jobs(3, gpu_count=8) == 3
+    for bad in (0, "two", 1.5):
+        with pytest.raises(ValueError, match=f"hydra.launcher.n_jobs={bad}: an integer >= 1, or auto"):
+            resolve_n_jobs(bad)
+
+
 def _pair(tmp_path, variants, *common):
     solo = [compose_config([*SMALL, *common, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(variants)]
     batch = [compose_config([*SMALL, *common, *v], output_dir=tmp_path / "batch" / str(i))

@@ -127,6 +127,19 @@ def unit_device(accelerator: str, devices: Any, unit: int, n_jobs: int, gpu_coun
     return f"cuda:{index}", Placement("gpu", [index], None)
 
 
+def resolve_n_jobs(n_jobs: int | str, gpu_count: int | None = None) -> int:
+    """hydra.launcher.n_jobs: an integer >= 1, or auto = one worker per visible GPU (1 without GPUs)."""
+    if str(n_jobs).lower() == "auto":
+        return max(1, torch.cuda.device_count() if gpu_count is None else gpu_count)
+    try:
+        value = int(n_jobs)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(n_jobs).strip() != str(value):
+        raise ValueError(f"hydra.launcher.n_jobs={n_jobs}: an integer >= 1, or auto (one per visible GPU)")
+    return value
+
+
 def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[DictConfig],
               hydra_context: HydraContext, task_function: TaskFunction,
               launcher_config: DictConfig, n_jobs: int, singleton_state: dict | None) -> list[JobReturn]:
@@ -194,7 +207,7 @@ def _submitit_executor(params: dict[str, Any], sweep_dir: Path) -> Any:
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, max_members: int | None = None, pad_widths: str | bool = "auto", n_jobs: int = 1,
+    def __init__(self, max_members: int | None = None, pad_widths: str | bool = "auto", n_jobs: int | str = "auto",
                  submitit: Any = None) -> None:
         super().__init__()
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) \
@@ -203,9 +216,7 @@ class BatchedLauncher(Launcher):
             raise ValueError(f"hydra.launcher.max_members={max_members}: an integer >= 1 or null")
         if str(pad_widths).lower() not in ("auto", "true", "false"):
             raise ValueError(f"hydra.launcher.pad_widths={pad_widths}: auto, true or false")
-        if int(n_jobs) < 1:
-            raise ValueError(f"hydra.launcher.n_jobs={n_jobs}: an integer >= 1")
-        self.max_members, self.n_jobs = max_members, int(n_jobs)
+        self.max_members, self.n_jobs = max_members, resolve_n_jobs(n_jobs)
         self.pad_widths = str(pad_widths).lower()
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None

@@ -16,8 +16,9 @@ class BatchedLauncherConf:
     # members of different widths in one group are padded to the widest: auto = only on a GPU
     # (on a CPU padding costs what batching saves, so a CPU group holds one width), true, false
     pad_widths: str = "auto"
-    # groups and solo jobs run at once (worker processes); on GPUs unit i takes GPU i mod count
-    n_jobs: int = 1
+    # groups and solo jobs run at once (worker processes); on GPUs unit i takes GPU i mod count.
+    # auto: one per visible GPU (units spread over the GPUs), 1 without GPUs
+    n_jobs: Any = "auto"
     # null: units run here (n_jobs worker processes). A mapping: every unit (group or solo job) is a
     # submitit job, requeued when preempted or timed out; keys: cluster (local | slurm), folder,
     # max_num_timeout, and submitit executor parameters (timeout_min, slurm_partition, gpus_per_node,
