@@ -177,9 +177,11 @@ def _placement(cfg: DictConfig) -> Placement:
         return Placement(accelerator, devices, None)
     hydra_cfg = HydraConfig.get()
     n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1
-    if n_jobs < 0:  # joblib: -1 = as many jobs as CPUs
+    if str(n_jobs).lower() == "auto":  # the batched launcher's: one worker per visible GPU
+        n_jobs = max(1, torch.cuda.device_count())
+    if int(n_jobs) < 0:  # joblib: -1 = as many jobs as CPUs
         n_jobs = available_cpus()
-    return assign_devices(accelerator, devices, hydra_cfg.job.num, n_jobs)
+    return assign_devices(accelerator, devices, hydra_cfg.job.num, int(n_jobs))
 
 
 def _sweep_tags() -> list[str]:
