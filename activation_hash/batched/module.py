@@ -17,7 +17,7 @@ Early stopping per member (`active`): a stopped member leaves the loss (zero gra
 because Adam moves parameters even at zero gradient (its moment estimates), its parameters and
 batch-norm statistics are put back after every optimizer step. Per-epoch work (validation,
 captures, logging, early stopping) is the group's callback (`run_group._GroupRecorder`), which
-takes each member's epoch loss and accuracy from `end_epoch(m)` when the member's own epoch ends.
+takes the members' epoch losses and accuracies from `end_epoch(members)` when their own epochs end.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from activation_hash.batched.capture import stack_padded
 
 
 class ZipLoader:
@@ -59,16 +61,12 @@ class ZipLoader:
                 if step and step % self.lengths[m] == 0:
                     iters[m] = iter(loader)  # the member's next epoch
                 batches.append(next(iters[m]))
-            sizes = [len(b[1]) for b in batches]
-            if len(set(sizes)) == 1:
-                yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+            x, _ = stack_padded([b[0] for b in batches])
+            y, rows = stack_padded([b[1] for b in batches])
+            if len(set(rows)) == 1:
+                yield x, y
                 continue
-            width = max(sizes)
-            x = batches[0][0].new_zeros((len(batches), width, *batches[0][0].shape[1:]))
-            y = batches[0][1].new_zeros((len(batches), width))
-            valid = torch.zeros(len(batches), width, device=x.device)
-            for m, (bx, by) in enumerate(batches):
-                x[m, :len(by)], y[m, :len(by)], valid[m, :len(by)] = bx, by, 1
+            valid = (torch.arange(y.shape[1], device=y.device) < torch.tensor(rows, device=y.device)[:, None]).float()
             yield x, y, valid
 
 
@@ -82,6 +80,8 @@ class BatchedClassifier(pl.LightningModule):
         self.active = [True] * self.members
         self._sums = self._correct = self._count = None
         self._saved: tuple[list[int], list[torch.Tensor]] | None = None
+        self._weight_key: tuple[bool, ...] | None = None
+        self._weight: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         return self.net(x, keep)
@@ -115,8 +115,16 @@ class BatchedClassifier(pl.LightningModule):
             self._sums += per_member.detach() * rows
             self._correct += right.sum(1)
             self._count += rows
-        weights = torch.tensor([float(a) for a in self.active], device=self.device)
-        return (per_member * weights).sum()
+        return (per_member * self._weights()).sum()
+
+    def _weights(self) -> torch.Tensor:
+        """1 for a training member, 0 for a stopped one; rebuilt (a host-to-device copy) only when
+        `active` changes, not at every step."""
+        key = tuple(self.active)
+        if self._weight_key != key:
+            self._weight_key = key
+            self._weight = torch.tensor([float(a) for a in key], device=self.device)
+        return self._weight
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._saved is not None:  # the members stopped when the step began (not one stopping now)
@@ -126,11 +134,15 @@ class BatchedClassifier(pl.LightningModule):
                     tensor[stopped] = old
             self._saved = None
 
-    def end_epoch(self, m: int) -> tuple[float, float]:
-        """Member m's mean training loss and accuracy since its last epoch end; starts its next."""
-        loss, acc = float(self._sums[m] / self._count[m]), float(self._correct[m] / self._count[m])
-        self._sums[m] = self._correct[m] = self._count[m] = 0
-        return loss, acc
+    def end_epoch(self, members: list[int]) -> list[tuple[float, float]]:
+        """Each of `members`' mean training loss and accuracy since its last epoch end (one copy to
+        the host for all of them); starts their next epoch."""
+        idx = torch.tensor(members, device=self.device)
+        count = self._count[idx]
+        stats = torch.stack([self._sums[idx] / count, self._correct[idx] / count], 1).tolist()
+        for t in (self._sums, self._correct, self._count):
+            t[idx] = 0
+        return [(loss, acc) for loss, acc in stats]
 
     def stopped(self) -> list[int]:
         return [m for m, a in enumerate(self.active) if not a]

@@ -76,6 +76,6 @@ def forget(outs: list[Path]) -> None:
     (outs[0] / GROUP_CHECKPOINT).unlink(missing_ok=True)
     for out in outs:
         (out / GROUP_POINTER).unlink(missing_ok=True)
-        for folder in (out / GROUP_POINTER.parent,):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        folder = out / GROUP_POINTER.parent
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

@@ -136,10 +136,23 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
         if (c.get("model") or {}).get("_target_") != MLP_TARGET:
-            return _network_reason(instantiate(c["model"])(input_shape=shape, num_classes=dm.num_classes), shape)
+            return _model_reason(c["model"], shape, int(dm.num_classes))
     except Exception as err:  # a bad data, model or probe config fails in the solo run with its own message
         return f"data/model/metrics: {err}"
     return None
+
+
+_MODEL_REASONS: dict[str, str | None] = {}
+
+
+def _model_reason(model: dict, shape: tuple[int, ...], num_classes: int) -> str | None:
+    """`_network_reason` of the network a model config builds, once per (config, data shape): the
+    launcher's plan and run_group ask for every job, and a sweep's seeds share an architecture."""
+    key = json.dumps([model, shape, num_classes], sort_keys=True, default=str)
+    if key not in _MODEL_REASONS:
+        net = instantiate(model)(input_shape=shape, num_classes=num_classes)
+        _MODEL_REASONS[key] = _network_reason(net, shape)
+    return _MODEL_REASONS[key]
 
 
 def _network_reason(net: torch.nn.Module, shape: tuple[int, ...]) -> str | None:
@@ -345,7 +358,7 @@ class _GroupRecorder(pl.Callback):
 
     def _epoch_end(self, pl_module: BatchedClassifier, members: list[int], complete: bool) -> None:
         group = self.group
-        stats = {m: pl_module.end_epoch(m) for m in members}
+        stats = dict(zip(members, pl_module.end_epoch(members)))
         for m in members:
             self.trained[m] = -(-self.step[m] // self.lengths[m])
         if complete:  # Lightning logs at step - 1
