@@ -26,6 +26,14 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def jobs_at_once(n_jobs: object, gpu_count: int | None = None) -> int:
+    """How many jobs a launcher's `n_jobs` runs at once: auto = one per visible GPU (1 without
+    GPUs, the batched launcher's default), -1 = one per available CPU (joblib's), else the integer."""
+    if str(n_jobs).lower() == "auto":
+        return max(1, torch.cuda.device_count() if gpu_count is None else gpu_count)
+    return available_cpus() if int(n_jobs) < 0 else int(n_jobs)
+
+
 def assign_devices(accelerator: str, devices: object, job_num: int, parallel_jobs: int,
                    gpu_count: int | None = None, cpu_count: int | None = None) -> Placement:
     """Placement of job `job_num` when `parallel_jobs` jobs share this machine."""

@@ -35,7 +35,7 @@ import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.data.protocol import describe as describe_data
-from activation_hash.devices import Placement, assign_devices, available_cpus
+from activation_hash.devices import Placement, assign_devices, jobs_at_once
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
@@ -176,12 +176,8 @@ def _placement(cfg: DictConfig) -> Placement:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return Placement(accelerator, devices, None)
     hydra_cfg = HydraConfig.get()
-    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1
-    if str(n_jobs).lower() == "auto":  # the batched launcher's: one worker per visible GPU
-        n_jobs = max(1, torch.cuda.device_count())
-    if int(n_jobs) < 0:  # joblib: -1 = as many jobs as CPUs
-        n_jobs = available_cpus()
-    return assign_devices(accelerator, devices, hydra_cfg.job.num, int(n_jobs))
+    n_jobs = jobs_at_once(OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1)
+    return assign_devices(accelerator, devices, hydra_cfg.job.num, n_jobs)
 
 
 def _sweep_tags() -> list[str]:

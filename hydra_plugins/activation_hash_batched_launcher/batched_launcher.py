@@ -129,15 +129,10 @@ def unit_device(accelerator: str, devices: Any, unit: int, n_jobs: int, gpu_coun
 
 def resolve_n_jobs(n_jobs: int | str, gpu_count: int | None = None) -> int:
     """hydra.launcher.n_jobs: an integer >= 1, or auto = one worker per visible GPU (1 without GPUs)."""
-    if str(n_jobs).lower() == "auto":
-        return max(1, torch.cuda.device_count() if gpu_count is None else gpu_count)
-    try:
-        value = int(n_jobs)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1 or str(n_jobs).strip() != str(value):
+    from activation_hash.devices import jobs_at_once
+    if str(n_jobs).lower() != "auto" and not (str(n_jobs).strip().isdigit() and int(n_jobs) >= 1):
         raise ValueError(f"hydra.launcher.n_jobs={n_jobs}: an integer >= 1, or auto (one per visible GPU)")
-    return value
+    return jobs_at_once(n_jobs, gpu_count)
 
 
 def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[DictConfig],
