@@ -6,19 +6,13 @@ Pure apart from the run directory it writes (cfg.output_dir):
     encoding.jsonl   one row per capture and split  metrics.csv   Lightning's CSV logger
     codes/           epoch=NNNN.npz when codes.save  result.json   summary, written last
     checkpoints/     last.ckpt, the last epoch trained (resume: auto): an unfinished run of the
-                     same config continues from it (activation_hash/resume.py)
+                     same config continues from it (activation_hash/runs/)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
-import platform
-import socket
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,18 +25,17 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
-from activation_hash.codes.capture import describe_units, parse_layers
-from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, assign_devices, jobs_at_once
-from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
-from activation_hash.resume import LastEpoch, position, restore_csv
-from activation_hash.rundir import CHECKPOINT, claim, resumable
-from activation_hash.summary import print_summary
-from activation_hash.validate import check_against_data, check_config
+from activation_hash.runs.build import build
+from activation_hash.runs.checkpoint import LastEpoch, position, restore_csv
+from activation_hash.runs.claim import claim, resumable
+from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode, sweep_tags
+from activation_hash.runs.paths import CHECKPOINT
+from activation_hash.runs.record import RunRecord
+from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
 
@@ -65,38 +58,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    data = describe_data(datamodule)
-    check_against_data(cfg, data.n_train)
-    net = instantiate(cfg.model)(input_shape=data.input_shape, num_classes=data.num_classes)
-    units = describe_units(net, data.input_shape)
-    chosen = parse_layers(cfg.codes.layers, len(units), names=[name for name, _ in units])  # bad layer selections fail here, not mid-training
-    log.info("%d code layers, %d units per input (%s); the code uses %d bits", len(units), sum(n for _, n in units),
-             ", ".join(f"{name}: {n}" for name, n in units[:8]) + (", ..." if len(units) > 8 else ""),
-             sum(units[i][1] for i in chosen))
+    built = build(cfg)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = Classifier(net, data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    module = Classifier(built.net, built.data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
     placement = _placement(cfg)
     checkpoint = resumable(cfg, out)  # claim() kept the directory only for an unfinished run of this config
     resumed_at = position(checkpoint) if checkpoint else None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
-    atomic_write_json(out / "meta.json", _meta(units, placement, out / "meta.json", resumed_at))
+    with warnings.catch_warnings():  # the CSV logger's "directory is not empty": config.yaml, or a resumed run
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        loggers = build_loggers(cfg.get("logger"), extra_tags=sweep_tags())
+        record = RunRecord(cfg, loggers, clean_labels=built.data.train_clean_labels)
+        record.start(built.units, placement, resumed_at)
+        if resumed_at:
+            log.info("resuming from epoch %d (%s)", resumed_at[0], CHECKPOINT)
+            restore_csv(loggers, *resumed_at)
 
-    codes = NeuralCodeCallback(**OmegaConf.to_container(cfg.codes, resolve=True), out_dir=out, metrics=cfg.metrics,
-                               data=data)
-    progress = _progress_mode(cfg)
-    keep_checkpoint = _keeps_checkpoint(cfg)
-    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *_progress_bar(progress),
+    codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
+                               capture_last=cfg.codes.get("capture_last", True),
+                               memmap=cfg.codes.get("memmap", False), data=built.data)
+    progress = progress_mode(cfg)
+    keep_checkpoint = keeps_checkpoint(cfg)
+    callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),
                                     *([LastEpoch(out)] if keep_checkpoint else [])]
-    loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
-    if resumed_at:
-        _resume(codes, loggers, *resumed_at)
     if placement.threads:
         torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
@@ -111,64 +95,19 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
             # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+            trainer.fit(module, datamodule=built.datamodule, ckpt_path=checkpoint, weights_only=True)
     finally:
         offline_dir = finish_wandb(loggers)
     if offline_dir:
         log.warning("W&B offline run saved in %s; upload it with `wandb sync %s`", offline_dir, offline_dir)
 
     if module.nonfinite_loss:
-        raise NonFiniteLossError(f"{module.nonfinite_loss}; training stopped. The {len(codes.records) // 2} "
+        raise NonFiniteLossError(f"{module.nonfinite_loss}; training stopped. The {len(record.rows) // 2} "
                                  f"capture(s) made before are kept in {out / 'encoding.jsonl'}. "
                                  "Try a lower optimizer.lr or set trainer.gradient_clip_val.")
-    result = _summary(codes.records)
-    result.update(run_dir=str(out), epochs_trained=trainer.current_epoch,
-                  train_seconds=round(time.perf_counter() - started, 2),
-                  units_per_layer={name: n for name, n in units})
-    atomic_write_json(out / "result.json", result)
-    print_summary(codes.records)
-    log.info("run directory: %s", out)
-    return result
-
-
-def _keeps_checkpoint(cfg: DictConfig) -> bool:
-    if cfg.get("resume", "auto") != "auto":
-        return False
-    if (cfg.trainer.get("max_steps") or -1) > 0:
-        # Lightning resumes step-limited ("iteration-based") training with its epoch counter one
-        # ahead of an uninterrupted run's, which changes the data order: such runs restart instead
-        log.info("trainer.max_steps=%d: no checkpoint is kept; an interrupted run restarts from epoch 0",
-                 cfg.trainer.max_steps)
-        return False
-    return True
-
-
-def _resume(codes: NeuralCodeCallback, loggers: list, epochs: int, step: int) -> None:
-    """Continue from the checkpoint after `epochs` epochs: the captures and CSV rows up to there stay."""
-    log.info("resuming from epoch %d (%s)", epochs, CHECKPOINT)
-    codes.resume(epochs)
-    with warnings.catch_warnings():  # the CSV logger's "directory is not empty": it is being resumed
-        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        restore_csv(loggers, epochs, step)
-
-
-def _used(cfg: DictConfig) -> DictConfig:
-    """The config without the experiment's grid table (its values for this run are in the keys)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("grid", None)
-    return OmegaConf.create(plain)
-
-
-def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The metrics of the last capture (both splits merged)."""
-    if not records:
-        return {}
-    last = max(r["epoch"] for r in records)
-    merged: dict[str, Any] = {}
-    for row in records:
-        if row["epoch"] == last:
-            merged.update({k: v for k, v in row.items() if k not in ("split", "reason", "capture_seconds")})
-    return merged
+    return record.finish(epochs_trained=trainer.current_epoch,
+                         train_seconds=round(time.perf_counter() - started, 2),
+                         units_per_layer={name: n for name, n in built.units})
 
 
 def _placement(cfg: DictConfig) -> Placement:
@@ -180,36 +119,9 @@ def _placement(cfg: DictConfig) -> Placement:
     return assign_devices(accelerator, devices, hydra_cfg.job.num, n_jobs)
 
 
-def _sweep_tags() -> list[str]:
-    """The overrides that define this job (its factor values), for W&B tags."""
-    if not HydraConfig.initialized():
-        return []
-    return [o.lstrip("+~") for o in HydraConfig.get().overrides.task if "/" not in o.split("=")[0]]
-
-
 def _user_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     specs = cfg.get("callbacks") or {}
     return [instantiate(spec) for spec in specs.values() if spec and "_target_" in spec]
-
-
-def _progress_mode(cfg: DictConfig) -> str:
-    mode = cfg.get("progress_bar", "auto")
-    allowed = ("auto", "rich", "tqdm", "none")
-    if mode not in allowed:
-        raise ValueError(f"progress_bar={mode!r}: allowed values are {', '.join(allowed)}")
-    if mode == "auto":
-        return "rich" if sys.stdout.isatty() else "none"
-    return mode
-
-
-def _progress_bar(mode: str) -> list[pl.Callback]:
-    if mode == "rich":
-        from pytorch_lightning.callbacks import RichProgressBar
-        return [RichProgressBar(leave=True)]
-    if mode == "tqdm":
-        from pytorch_lightning.callbacks import TQDMProgressBar
-        return [TQDMProgressBar()]
-    return []
 
 
 def _cluster_plugins() -> dict[str, Any]:
@@ -219,42 +131,3 @@ def _cluster_plugins() -> dict[str, Any]:
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and SLURMEnvironment.detect():
         return {"plugins": [SLURMEnvironment(auto_requeue=False)]}
     return {}
-
-
-def _meta(units: list[tuple[str, int]], placement: Placement, previous: Path | None = None,
-          resumed_at: tuple[int, int] | None = None) -> dict[str, Any]:
-    """The run's provenance; a resumed run keeps its first start and lists each resumption."""
-    earlier = json.loads(previous.read_text()) if resumed_at and previous and previous.is_file() else {}
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    resumed = [*earlier.get("resumed", []), {"epoch": resumed_at[0], "at": now}] if resumed_at else []
-    return {
-        "git_revision": _git_revision(),
-        "activation_hash": activation_hash.__version__,
-        "torch": torch.__version__, "pytorch_lightning": pl.__version__,
-        "python": platform.python_version(), "host": socket.gethostname(),
-        "command": sys.argv, "units_per_layer": [{"name": n, "units": u} for n, u in units],
-        "started": earlier.get("started", now),
-        **({"resumed": resumed} if resumed else {}),
-        "placement": dataclasses.asdict(placement),
-        "config_choices": _choices(),
-    }
-
-
-def _choices() -> dict[str, str]:
-    """The config-group options this run was composed from (e.g. model: tiny/vgg19), for the report."""
-    if not HydraConfig.initialized():
-        return {}
-    return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None and "hydra" not in k}
-
-
-def _git_revision() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return rev.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None

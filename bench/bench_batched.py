@@ -39,8 +39,9 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from activation_hash.batched import BatchedMLP
-from activation_hash.batched.mlp import max_relative_difference
-from activation_hash.batched.fit import fit, train_solo
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: tests/ helpers
+from tests.batched_helpers import fit, max_relative_difference, train_solo  # noqa: E402
 
 PAPER_WIDTHS = [3, 7, 10, 15, 20, 23, 27, 30, 33, 37, 40, 43, 47, 50, 53, 57, 60, 65, 70, 75, 80, 90, 100]
 

@@ -9,9 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from activation_hash.batched import BatchedMLP
-from activation_hash.batched.fit import fit, train_solo
-from activation_hash.batched.members import build_member
-from activation_hash.batched.mlp import max_relative_difference
+from tests.batched_helpers import build_member, fit, max_relative_difference, train_solo
 from tests.conftest import TINY, compose_config
 
 RTOL = 1e-4  # measured maximum relative difference after 3 epochs: see docs/notes/batched.md
@@ -109,7 +107,7 @@ def test_refuses_different_depths(tmp_path) -> None:
 def test_the_solo_reference_loop_is_runs_trajectory(tmp_path) -> None:
     """The plain loop the batched members are checked against trains as run(cfg) does: same test
     accuracy and the same eval-mode codes' redundancy after 3 epochs."""
-    from activation_hash.batched.capture import member_metrics
+    from tests.batched_helpers import member_metrics
     from activation_hash.run import run
 
     cfg = compose_config([*TINY, "trainer.max_epochs=3", "codes.epochs=[3]", "seed=4"], output_dir=tmp_path / "r")

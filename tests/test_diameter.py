@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from activation_hash.codes import CodeRecorder
-from activation_hash.codes.diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters,
+from activation_hash.codes.probes.diameter import (Diameters, diameter_summary, exact_diameters, grid_diameters,
                                               random_directions_like, uniform_like)
 from activation_hash.models import MLP
 from tests.conftest import SHARED_DATASETS
@@ -252,7 +252,7 @@ def test_real_mnist_grid_brackets_exact_float32() -> None:
 
 def test_diameter_probe_matches_diameter_metrics() -> None:
     """The network probe is the same computation as the callback's diameter_metrics."""
-    from activation_hash.codes.diameters import diameter_metrics
+    from activation_hash.codes.probes.diameter import diameter_metrics
     from activation_hash.codes.probes import probes
 
     torch.manual_seed(0)

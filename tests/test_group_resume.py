@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from activation_hash.batched.module import BatchedClassifier
-from activation_hash.batched.resume import GROUP_CHECKPOINT, GroupLastEpoch
+from activation_hash.runs.checkpoint import GroupLastEpoch
 from activation_hash.batched.run_group import run_group
-from activation_hash.rundir import GROUP_POINTER
+from activation_hash.runs.paths import GROUP_CHECKPOINT, GROUP_POINTER
 from tests.conftest import compose_config
 
 # 300 digits / batch 128 = 3 steps per epoch; SGD momentum and a step scheduler make the resumed

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from activation_hash.batched.capture import member_splits
-from activation_hash.batched.fit import fit, train_solo
+from tests.batched_helpers import fit, train_solo
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import CodeRecorder, describe_units
 from activation_hash.codes.collect import collect_codes

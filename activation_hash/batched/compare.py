@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from activation_hash.rundir import changed_keys, comparable
+from activation_hash.runs.claim import changed_keys, comparable
 
 OUTPUTS = ("config.yaml", "meta.json", "encoding.jsonl", "metrics.csv", "result.json")
 # differ by construction: where and when the run ran, and how long it took

@@ -135,24 +135,3 @@ class BatchedMLP(nn.Module):
                     bn.running_var.copy_(getattr(self, f"running_var{i}")[m, :lin.out_features])
                     bn.num_batches_tracked.copy_(self.num_batches_tracked[m])
         return solo
-
-
-def rounding_noise_keys(solo: nn.Sequential) -> set[str]:
-    """State keys of a solo MLP whose values are rounding noise: a Linear bias right before
-    BatchNorm has true gradient 0 (the norm removes it), so its value and the running mean it
-    shifts are float noise that Adam scales up to lr-sized steps, in a solo run as much as in a
-    batched one. The training-mode function does not depend on them."""
-    keys, modules = set(), list(solo)
-    for i, (a, b) in enumerate(zip(modules, modules[1:])):
-        if isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d):
-            keys |= {f"{i}.bias", f"{i + 1}.running_mean"}
-    return keys
-
-
-def max_relative_difference(a: nn.Sequential, b: nn.Sequential) -> float:
-    """max over float state tensors (except rounding_noise_keys) of max|a - b| / max|b|."""
-    worst, skip = 0.0, rounding_noise_keys(b)
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        if name not in skip and p.dtype.is_floating_point:
-            worst = max(worst, ((p - q).abs().max() / q.abs().max().clamp_min(1e-12)).item())
-    return worst

@@ -40,30 +40,27 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.batched.capture import member_splits, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
-from activation_hash.batched.resume import GroupLastEpoch, forget, resume_point
 from activation_hash.batched.stacked import StackedNet, stackable_reason
-from activation_hash.codes.callback import _kept_when_dead, _print_capture
-from activation_hash.codes.capture import describe_units, parse_layers
-from activation_hash.codes.io import codes_path, save_codes
+from activation_hash.codes.capture import parse_layers
 from activation_hash.codes.probes import enabled_probes, probes
 from activation_hash.codes.schedule import capture_epochs
-from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb
-from activation_hash.metrics import WHICH, compute_families
-from activation_hash.metrics.registry import CodeSet, families, load_plugins
+from activation_hash.metrics import WHICH
+from activation_hash.metrics.registry import families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
-from activation_hash.rundir import GROUP_POINTER, claim, comparable, move_aside
-from activation_hash.codes.callback import restore_captures
-from activation_hash.resume import position, restore_csv
-from activation_hash.run import _keeps_checkpoint, _meta, _progress_bar, _progress_mode, _summary, _used
-from activation_hash.summary import print_summary
-from activation_hash.validate import check_against_data, check_config
+from activation_hash.runs.build import build, set_up_data
+from activation_hash.runs.checkpoint import (GroupLastEpoch, flush_csv, forget, members_trained, position,
+                                             restore_csv, resume_point)
+from activation_hash.runs.claim import claim, comparable, move_aside
+from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
+from activation_hash.runs.paths import GROUP_POINTER
+from activation_hash.runs.record import RunRecord, check_files, score
+from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +218,9 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
         if todo:
             outs = [Path(cfgs[i].output_dir) for i in todo]
             checkpoint = resume_point(outs)
+            if checkpoint is not None and (why := _unresumable([cfgs[i] for i in todo], checkpoint)):
+                log.warning("%s; the group starts over", why)
+                checkpoint = None
             if checkpoint is None:
                 for out in outs:
                     if (out / GROUP_POINTER).is_file():
@@ -231,6 +231,17 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
             for i, result in zip(todo, group.train()):
                 results[i] = result
     return results
+
+
+def _unresumable(cfgs: list[DictConfig], checkpoint: Path) -> str | None:
+    """Why the members' files cannot be continued from the group checkpoint (one line naming the
+    member's file), or None: each member is checked up to the epochs it had trained then."""
+    epochs, _ = position(checkpoint)
+    trained = members_trained(checkpoint) or [epochs] * len(cfgs)
+    for cfg, done in zip(cfgs, trained):
+        if (why := check_files(cfg, Path(cfg.output_dir), min(epochs, done))) is not None:
+            return f"{cfg.output_dir}: {why} after the checkpoint's epoch {min(epochs, done)}"
+    return None
 
 
 def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
@@ -251,9 +262,7 @@ def _datamodule(data_cfg: DictConfig, key: str) -> Any:
     if key in _DATA:
         _DATA.move_to_end(key)
         return _DATA[key]
-    dm = instantiate(data_cfg)
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = set_up_data(data_cfg)
     _DATA[key] = dm
     while len(_DATA) > _DATA_KEPT:
         _DATA.popitem(last=False)
@@ -331,8 +340,9 @@ class _GroupRecorder(pl.Callback):
         self.module = pl_module
         if self.active is not None:  # resumed
             pl_module.active = list(self.active)
-        if 0 in self.epochs:
-            self.group.capture([m for m in range(pl_module.members) if 0 not in self.group.done[m]], 0, self.step)
+        if 0 in self.epochs and self.active is None:  # a resumed group's networks are trained: no epoch 0
+            self.group.capture([m for m in range(pl_module.members) if 0 not in self.group.records[m].done], 0,
+                               self.step)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
         if self.loader is not None:  # each member's order is a function of (its seed, the epoch), as solo
@@ -374,6 +384,7 @@ class _GroupRecorder(pl.Callback):
                 pl_module.active[m] = False
             if any([s.should_stop(loss) for s in self.stoppers[m]]) or self.trained[m] >= self.max_epochs:
                 pl_module.active[m] = False  # every stopper sees the epoch
+            flush_csv(group.loggers[m])  # on disk before the epoch's checkpoint, as a solo run's rows
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: BatchedClassifier) -> None:
         group = self.group
@@ -382,7 +393,7 @@ class _GroupRecorder(pl.Callback):
         if not group.cfg.codes.get("capture_last", True):
             return
         for m in range(pl_module.members):
-            if self.trained[m] not in group.done[m] and 0 < self.trained[m] < self.max_epochs:
+            if self.trained[m] not in group.records[m].done and 0 < self.trained[m] < self.max_epochs:
                 group.capture([m], self.trained[m], self.step, reason="stopped")
 
 
@@ -397,52 +408,43 @@ class _Group:
         self.checkpoint = checkpoint
         self.resumed_at = position(checkpoint) if checkpoint else None  # (epochs trained, global step)
         cache: dict[str, Any] = {}
-        self.dms, nets, self.units = [], [], []
+        self.dms, nets, self.units, infos = [], [], [], []
         for cfg in cfgs:  # run()'s order: seed, data, network (the data draws no torch randomness)
-            pl.seed_everything(cfg.seed, workers=True, verbose=False)
             key = json.dumps(_plain(cfg.data), sort_keys=True, default=str)
             if key not in cache:
                 cache[key] = _datamodule(cfg.data, key)
-            dm = cache[key]
-            info = describe_data(dm)
-            check_against_data(cfg, info.n_train)
-            nets.append(instantiate(cfg.model)(input_shape=info.input_shape, num_classes=info.num_classes))
-            self.units.append(describe_units(nets[-1], info.input_shape))
-            self.dms.append(dm)
+            built = build(cfg, cache[key], verbose=False)
+            nets.append(built.net)
+            self.units.append(built.units)
+            self.dms.append(built.datamodule)
+            infos.append(built.data)
         # the callback names layers from the LightningModule, whose network is its `net`
         names = [f"net.{name}" for name, _ in self.units[0]]
         self.layers = parse_layers(self.cfg.codes.layers, len(names), names=names)
         self.layer_names = names
         mlp = _plain(self.cfg.model).get("_target_") == MLP_TARGET
-        self.model = (BatchedMLP(nets) if mlp else StackedNet(nets, info.input_shape)).to(self.device)
+        self.model = (BatchedMLP(nets) if mlp else StackedNet(nets, infos[0].input_shape)).to(self.device)
         for dm in cache.values():
             dm.to(self.device)
-        members = [str(o) for o in self.outs]
-        for cfg, out, units in zip(cfgs, self.outs, self.units):
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write(out / "config.yaml", OmegaConf.to_yaml(_used(cfg), resolve=True))
-            meta = _meta(units, self.placement, out / "meta.json", self.resumed_at)
-            meta["batched"] = {"members": len(cfgs), "device": str(self.device), "group": members}
-            atomic_write_json(out / "meta.json", meta)
         metric_kwargs = _plain(self.cfg.metrics)
         self.device_request = metric_kwargs.pop("device", "auto")
         self.which = metric_kwargs.get("which", WHICH)
         # as NeuralCodeCallback: the network probes' sections are not metric options
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
-        self.records: list[list[dict]] = [[] for _ in cfgs]
-        self.done: list[set[int]] = [set() for _ in cfgs]
+        batched = {"members": len(cfgs), "device": str(self.device), "group": [str(o) for o in self.outs]}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
                             for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]
-            if self.resumed_at:  # the captures and CSV rows up to the checkpoint stay, as for a solo run
-                epochs, step = self.resumed_at
-                log.info("batched group resuming from epoch %d (%s)", epochs, checkpoint)
-                for m, out in enumerate(self.outs):
-                    self.records[m] = restore_captures(out, epochs)
-                    self.done[m] = {r["epoch"] for r in self.records[m]}
-                    # before the CSV writer exists: Lightning's deletes the metrics.csv it finds
-                    restore_csv(self.loggers[m], epochs, step)
+            self.records = [RunRecord(cfg, loggers, clean_labels=info.train_clean_labels)
+                            for cfg, loggers, info in zip(cfgs, self.loggers, infos)]
+            if self.resumed_at:
+                log.info("batched group resuming from epoch %d (%s)", self.resumed_at[0], checkpoint)
+            for record, units, loggers in zip(self.records, self.units, self.loggers):
+                # as a solo run: config.yaml, meta.json, and the captures and CSV rows up to the checkpoint
+                record.start(units, self.placement, self.resumed_at, batched=batched)
+                if self.resumed_at:  # before the CSV writer exists: Lightning's deletes the metrics.csv it finds
+                    restore_csv(loggers, *self.resumed_at)
             for logger in (lg for loggers in self.loggers for lg in loggers):
                 logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
 
@@ -453,7 +455,7 @@ class _Group:
         loaders = [dm.train_dataloader() for dm in self.dms]
         lengths = [len(loader) for loader in loaders]
         recorder = _GroupRecorder(self, lengths)
-        progress = _progress_mode(cfg)
+        progress = progress_mode(cfg)
         accelerator, devices = _trainer_device(self.device)
         max_epochs, max_steps = int(cfg.trainer.max_epochs), int(cfg.trainer.get("max_steps") or -1)
         if len(set(lengths)) == 1:  # the members' epochs are Lightning's (and the scheduler's)
@@ -466,9 +468,9 @@ class _Group:
             max_epochs, max_steps = min(max_epochs, 1), -1
         if len(set(lengths)) == 1:
             recorder.loader = zipped
-        keep = [GroupLastEpoch(self.outs)] if _keeps_checkpoint(cfg) else []
+        keep = [GroupLastEpoch(self.outs)] if keeps_checkpoint(cfg) else []
         trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator, devices=devices,
-                             callbacks=[recorder, *_progress_bar(progress), *keep], logger=False,
+                             callbacks=[recorder, *progress_bar(progress), *keep], logger=False,
                              enable_checkpointing=bool(keep), enable_model_summary=False,
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
                              deterministic=cfg.trainer.get("deterministic"),
@@ -491,22 +493,16 @@ class _Group:
             failed = recorder.failed[m]
             if failed is not None:
                 results.append(NonFiniteLossError(
-                    f"{failed}; training stopped. The {len(self.records[m]) // 2} capture(s) made before are kept "
+                    f"{failed}; training stopped. The {len(self.records[m].rows) // 2} capture(s) made before are kept "
                     f"in {out / 'encoding.jsonl'}. Try a lower optimizer.lr or set trainer.gradient_clip_val."))
                 continue
-            result = _summary(self.records[m])
-            result.update(run_dir=str(out), epochs_trained=recorder.trained[m], train_seconds=seconds,
-                          units_per_layer={name: n for name, n in self.units[m]})
-            atomic_write_json(out / "result.json", result)
-            print_summary(self.records[m])  # as run() does
-            log.info("run directory: %s", out)
-            results.append(result)
+            results.append(self.records[m].finish(epochs_trained=recorder.trained[m], train_seconds=seconds,
+                                                  units_per_layer={name: n for name, n in self.units[m]}))
         forget(self.outs)
         return results
 
     def log(self, m: int, metrics: dict[str, float], step: int) -> None:
-        for logger in self.loggers[m]:
-            logger.log_metrics(metrics, step=step)
+        self.records[m].log(metrics, step)
 
     @torch.no_grad()
     def validate(self, members: list[int]) -> list[tuple[float, float]]:
@@ -542,38 +538,6 @@ class _Group:
         forward = (time.perf_counter() - started) / len(splits)
         for m in members:
             t0 = time.perf_counter()
-            self.done[m].add(epoch)
             train, test = splits[m]["train"], splits[m]["test"]
-            codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits, extras={},
-                            layer_names=tuple(train.layer_names), layer_units=tuple(train.layer_units))
-            metrics = compute_families(codes, which=self.which, options=self.options,
-                                       device=metrics_device(self.device_request, self.device))
-            metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
-                            "test/net_acc": test.acc, "test/net_loss": test.loss})
-            dead = metrics.get("n_bits_used") == 0
-            if dead:
-                which = [self.which] if isinstance(self.which, str) else list(self.which)
-                names = {n for name in which if name in families() for n in families()[name].names}
-                metrics = {**dict.fromkeys(names),
-                           **{k: (v if _kept_when_dead(k) else None) for k, v in metrics.items()}}
-            elapsed = forward + time.perf_counter() - t0
-            common = {"epoch": epoch, "dead_network": dead, "step": step[m], "reason": reason,
-                      "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
-                      "capture_seconds": round(elapsed, 3)}
-            rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
-                    for split in ("train", "test")]
-            self.records[m].extend(rows)
-            out = self.outs[m]
-            atomic_write(out / "encoding.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records[m]))
-            if self.cfgs[m].codes.get("save", False):
-                extra = {}
-                if (clean := describe_data(self.dms[m]).train_clean_labels) is not None:
-                    extra["train_clean_labels"] = clean
-                save_codes(codes_path(out / "codes", epoch), train_codes=train.codes, test_codes=test.codes,
-                           train_labels=train.labels, test_labels=test.labels, n_bits=train.n_bits, epoch=epoch,
-                           layer_names=train.layer_names, layer_units=train.layer_units, **extra)
-            logged = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-            logged["epoch"] = float(epoch)
-            self.log(m, logged, step[m])
-            if self.cfgs[m].codes.get("verbose", True):
-                _print_capture(epoch, metrics, elapsed, dead)
+            metrics = score(train, test, self.which, self.options, metrics_device(self.device_request, self.device))
+            self.records[m].add(epoch, step[m], reason, train, test, metrics, forward + time.perf_counter() - t0)

@@ -58,7 +58,7 @@ def resolved_task_config(sweep_config: DictConfig) -> DictConfig:
 def _resolve_task(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
     """The 'task' of a group member's run_job: its config, resolved while Hydra knows the job, and
     the W&B tags a solo run would take from the job's overrides."""
-    from activation_hash.run import _sweep_tags
+    from activation_hash.runs.options import sweep_tags as _sweep_tags
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), _sweep_tags()
 
 

@@ -1,4 +1,4 @@
-"""Resuming a killed or preempted run from its last epoch (`resume: auto`, the default).
+"""Resuming a killed or preempted run, solo or batched group, from its last epoch (`resume: auto`).
 
     python -m activation_hash trainer.max_epochs=50      # killed after epoch 17, then the same command:
     ... resuming from epoch 17 (checkpoints/last.ckpt)    # trains epochs 18..50 only
@@ -11,11 +11,20 @@ loads with `weights_only=True`). Lightning restores weights, optimizer, schedule
 the callbacks' states from it; the data order depends only on (seed, epoch) (TensorBatchLoader), so
 a resumed run trains exactly as the uninterrupted one. `restore_csv` rewrites `metrics.csv` to the
 rows logged up to the checkpoint, through the logger, so the rows the resumed run appends follow.
+
+A batched group keeps one checkpoint, `checkpoints/group.ckpt` in its first member's run directory
+(`GroupLastEpoch`), and each member a pointer, `checkpoints/group.json`: {"checkpoint": that file,
+"members": the group's run directories}. A rerun of the same group (the same unfinished members, in
+the same order, with the same configs) resumes from it (`resume_point`); a group that ends deletes
+its checkpoint and pointers (`forget`). What each member's files must hold to be continued is
+checked by `activation_hash.runs.record.check_files`.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,10 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-from activation_hash.rundir import CHECKPOINT
+from activation_hash.atomic import atomic_write_json
+from activation_hash.runs.paths import CHECKPOINT, GROUP_CHECKPOINT, GROUP_POINTER
+
+log = logging.getLogger(__name__)
 
 KEY = "activation_hash"  # this module's entry in the checkpoint dict
 
@@ -70,10 +82,71 @@ class LastEpoch(Checkpoint):
         random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in rng["python"]))
 
 
+class GroupLastEpoch(LastEpoch):
+    """`LastEpoch` for a group: the checkpoint in the first member's directory, a pointer in each."""
+
+    def __init__(self, outs: list[Path]):
+        self.outs = [Path(o) for o in outs]
+        self.path = self.outs[0] / GROUP_CHECKPOINT
+        self._pointed = False
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._pointed and self.path.is_file():
+            for out in self.outs:
+                atomic_write_json(out / GROUP_POINTER, pointer(self.outs))
+            self._pointed = True
+
+
 def position(checkpoint: Path) -> tuple[int, int]:
     """(epochs trained, global step) stored in a checkpoint written by `LastEpoch`."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)[KEY]
     return int(saved["epochs_trained"]), int(saved["global_step"])
+
+
+def members_trained(checkpoint: Path) -> list[int] | None:
+    """Per member, the epochs it had trained when a group checkpoint was written (members that stop
+    early have trained fewer than the group); None for a solo checkpoint."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    for state in (saved.get("callbacks") or {}).values():
+        if isinstance(state, dict) and "trained" in state and "stoppers" in state:
+            return [int(t) for t in state["trained"]]
+    return None
+
+
+def pointer(outs: list[Path]) -> dict:
+    return {"checkpoint": str(Path(outs[0]) / GROUP_CHECKPOINT), "members": [str(o) for o in outs]}
+
+
+def resume_point(outs: list[Path]) -> Path | None:
+    """The checkpoint these members (in this order) left as one group, when it can be read."""
+    outs = [Path(o) for o in outs]
+    want = pointer(outs)
+    for out in outs:
+        path = out / GROUP_POINTER
+        try:
+            if json.loads(path.read_text()) != want:
+                return None
+        except (OSError, ValueError):
+            return None
+    checkpoint = Path(want["checkpoint"])
+    try:
+        position(checkpoint)
+    except Exception as err:  # missing, or cut short by a full disk: start over rather than fail each time
+        log.warning("%s cannot be read (%s: %s); the group starts over", checkpoint, type(err).__name__, err)
+        return None
+    return checkpoint
+
+
+def forget(outs: list[Path]) -> None:
+    """Delete the group's checkpoint and its members' pointers (the group has ended)."""
+    outs = [Path(o) for o in outs]
+    (outs[0] / GROUP_CHECKPOINT).unlink(missing_ok=True)
+    for out in outs:
+        (out / GROUP_POINTER).unlink(missing_ok=True)
+        folder = out / GROUP_POINTER.parent
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def restore_csv(loggers: list[Logger], epochs: int, step: int) -> None:
@@ -98,3 +171,11 @@ def restore_csv(loggers: list[Logger], epochs: int, step: int) -> None:
                 logger.log_metrics(values, step=row_step)
         logger.save()
         kept.unlink()
+
+
+def flush_csv(loggers: list[Logger]) -> None:
+    """Write each CSV logger's rows so far to its metrics.csv (before the epoch's checkpoint), so a
+    killed run keeps them on disk; Lightning does this for a solo run's Trainer."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            logger.save()
