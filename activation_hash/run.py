@@ -35,6 +35,7 @@ from activation_hash.runs.claim import claim, resumable
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode, sweep_tags
 from activation_hash.runs.paths import CHECKPOINT
 from activation_hash.runs.record import RunRecord
+from activation_hash.runs.signals import interruptible
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
-    with claim(cfg, Path(cfg.output_dir)) as previous:  # owns the run dir; reuses or clears it
-        return previous if previous is not None else _train(cfg)
+    with interruptible([Path(cfg.output_dir)]):  # SIGTERM/SIGINT: exit 143/130, one line, resumable
+        with claim(cfg, Path(cfg.output_dir)) as previous:  # owns the run dir; reuses or clears it
+            return previous if previous is not None else _train(cfg)
 
 
 def _train(cfg: DictConfig) -> dict[str, Any]:

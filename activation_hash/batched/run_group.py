@@ -60,6 +60,7 @@ from activation_hash.runs.claim import claim, comparable, move_aside
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
 from activation_hash.runs.paths import GROUP_POINTER
 from activation_hash.runs.record import RunRecord, check_files, score
+from activation_hash.runs.signals import interruptible
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,13 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
     if len({group_key(cfg) for cfg in cfgs}) > 1:
         raise ValueError("run_group: the configs differ in keys that do not batch")
     results: list[Any] = [None] * len(cfgs)
+    with interruptible([Path(cfg.output_dir) for cfg in cfgs]):  # SIGTERM/SIGINT: exit 143/130, one line
+        _claim_and_train(cfgs, results, device, placement, tags)
+    return results
+
+
+def _claim_and_train(cfgs: list[DictConfig], results: list[Any], device: str | torch.device | None,
+                     placement: Placement | None, tags: list[list[str]] | None) -> None:
     with contextlib.ExitStack() as stack:
         todo = []
         for i, cfg in enumerate(cfgs):
@@ -230,7 +238,6 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
                            checkpoint)
             for i, result in zip(todo, group.train()):
                 results[i] = result
-    return results
 
 
 def _unresumable(cfgs: list[DictConfig], checkpoint: Path) -> str | None:
