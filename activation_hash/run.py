@@ -30,12 +30,13 @@ from activation_hash.devices import Placement, assign_devices, jobs_at_once
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.runs.build import build
-from activation_hash.runs.checkpoint import LastEpoch, position, restore_csv
-from activation_hash.runs.claim import claim, resumable
+from activation_hash.runs.checkpoint import LastEpoch, position, resumable
+from activation_hash.runs.claim import claim
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode, sweep_tags
 from activation_hash.runs.paths import CHECKPOINT
 from activation_hash.runs.record import RunRecord
 from activation_hash.runs.signals import interruptible
+from activation_hash.runs.space import check_writable, disk_full
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,16 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
-    with interruptible([Path(cfg.output_dir)]):  # SIGTERM/SIGINT: exit 143/130, one line, resumable
-        with claim(cfg, Path(cfg.output_dir)) as previous:  # owns the run dir; reuses or clears it
-            return previous if previous is not None else _train(cfg)
+    out = Path(cfg.output_dir)
+    check_writable(cfg, out)  # read-only, not a directory, full: one line before anything is built
+    with interruptible([out]):  # SIGTERM/SIGINT: exit 143/130, one line, resumable
+        try:
+            with claim(cfg, out) as previous:  # owns the run dir; reuses or clears it
+                return previous if previous is not None else _train(cfg)
+        except Exception as err:
+            if (full := disk_full(err, out)) is not None:
+                raise full from err
+            raise
 
 
 def _train(cfg: DictConfig) -> dict[str, Any]:
@@ -71,10 +79,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         loggers = build_loggers(cfg.get("logger"), extra_tags=sweep_tags())
         record = RunRecord(cfg, loggers, clean_labels=built.data.train_clean_labels)
-        record.start(built.units, placement, resumed_at)
         if resumed_at:
             log.info("resuming from epoch %d (%s)", resumed_at[0], CHECKPOINT)
-            restore_csv(loggers, *resumed_at)
+        record.start(built.units, placement, resumed_at)  # resumed: the rows up to the checkpoint stay
 
     codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
                                capture_last=cfg.codes.get("capture_last", True),

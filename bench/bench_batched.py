@@ -1,5 +1,5 @@
 """Per-epoch training throughput of a study's width grid: one BatchedMLP for all members, trained
-by the launcher's LightningModule (`batched.fit`, a Lightning Trainer per group), vs the members
+by the launcher's LightningModule (`tests/batched_helpers.fit`, a Lightning Trainer per group), vs the members
 one after another, each a plain solo loop (zero_grad, forward, CE, backward, step: what
 Lightning's automatic optimization does per batch, minus Lightning's own per-step cost, so the
 ratio is conservative).

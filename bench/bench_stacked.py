@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 from activation_hash.batched.stacked import StackedNet
-from activation_hash.models.zoo import build
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: tests/ helpers
+from tests.zoo import build  # noqa: E402
 
 
 def timed(fn, steps: int, device: str) -> tuple[float, float]:

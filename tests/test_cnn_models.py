@@ -20,7 +20,8 @@ from activation_hash.models.classifier import Classifier
 from activation_hash.models.densenet import DenseNet
 from activation_hash.models.resnet import ResNet
 from activation_hash.models.vgg import VGG
-from activation_hash.models.zoo import CNN_ZOO, MODEL_CONF, build
+from activation_hash.models.zoo import CNN_ZOO, MODEL_CONF
+from tests.zoo import build
 from tests.conftest import compose_config
 
 CIFAR, MNIST = (3, 32, 32), (1, 28, 28)

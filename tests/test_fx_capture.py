@@ -11,7 +11,8 @@ from torch.nn import functional as F
 
 from activation_hash.codes import CodeRecorder, describe_units
 from activation_hash.codes.fx import UntraceableModelError, modularize_relus
-from activation_hash.models.zoo import build, custom
+from activation_hash.models.zoo import custom
+from tests.zoo import build
 
 
 class Toy(nn.Module):

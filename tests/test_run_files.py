@@ -110,3 +110,18 @@ def test_a_finished_run_with_a_garbage_result_starts_over(tmp_path, caplog) -> N
                                     output_dir=out))
     assert "result.json cannot be read" in caplog.text and result["epochs_trained"] == 1
     assert json.loads((out / "result.json").read_text())["epochs_trained"] == 1
+
+
+def test_a_csv_without_an_epochs_train_row_starts_the_run_over(uninterrupted, tmp_path, monkeypatch, caplog) -> None:
+    """What a hard kill between the checkpoint and Lightning's write of the epoch's train row leaves."""
+    out = _killed(tmp_path, monkeypatch)
+    lines = (out / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    loss, epoch = header.index("train/loss"), header.index("epoch")
+    kept = [line for line in lines[1:] if not (line.split(",")[loss] and line.split(",")[epoch] == "2.0")]
+    assert len(kept) == len(lines) - 2
+    (out / "metrics.csv").write_text("\n".join([lines[0], *kept]) + "\n")
+    with caplog.at_level("INFO"):
+        run(compose_config(RUN, output_dir=out))
+    assert "metrics.csv has no train/loss row for epoch(s) 2" in caplog.text
+    assert (out / "metrics.csv").read_text() == (uninterrupted / "metrics.csv").read_text()

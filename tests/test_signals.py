@@ -53,7 +53,7 @@ def test_a_signal_ends_a_run_non_zero_with_one_line_and_it_resumes(tmp_path, sig
                      "run the same command again to resume it (resume=auto)"]
     assert not (run_dir / "result.json").exists() and ckpt.is_file()
 
-    from activation_hash.runs.claim import resumable  # the same command resumes from the checkpoint
+    from activation_hash.runs.checkpoint import resumable  # the same command resumes from the checkpoint
     from tests.conftest import compose_config
     assert resumable(compose_config(LONG, output_dir=run_dir), run_dir) == ckpt
 

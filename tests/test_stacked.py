@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python -m pytest tests/test_stacked.py -q
 
-Oracle: each member's solo network, run / trained by itself (`batched.fit.train_solo`), its codes
+Oracle: each member's solo network, run / trained by itself (`tests/batched_helpers.train_solo`), its codes
 read by `CodeRecorder`. Measured on this CPU (torch 2.13), at initialization: logits equal bit for bit for
 VGG and ResNet, within 6.0e-7 relative for ResNeXt and DenseNet, BN running stats within 2.5e-7
 (max |a - b| / max |b| per tensor); code bits identical for every tiny zoo model; gradients
@@ -25,7 +25,7 @@ from tests.batched_helpers import fit, train_solo
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import CodeRecorder, describe_units
 from activation_hash.codes.collect import collect_codes
-from activation_hash.models.zoo import build
+from tests.zoo import build
 
 TINY = ("vgg16", "vgg19", "resnet18", "resnet20", "resnet32", "resnext", "densenet")
 
@@ -154,7 +154,7 @@ def test_adam_training_resnet20_matches_solo_training():
 
 
 def test_group_fit_trains_a_stacked_net_with_per_member_early_stopping():
-    """`batched.fit.fit`, the group trainer written for BatchedMLP, on a StackedNet: member 0
+    """`tests/batched_helpers.fit`, the group trainer written for BatchedMLP, on a StackedNet: member 0
     trains 2 epochs, member 1 stops after 1 (its parameters and BN buffers put back after every
     later step); each equals its solo run of 2 and 1 epochs (measured 1.6e-6 and 1.3e-6 relative,
     with this branch's loop and with main's Lightning-driven `fit` alike)."""

@@ -11,15 +11,16 @@ result-neutral `rundir.NOT_RESULT_KEYS`): `group_key(cfg)` is what they must sha
 Hydra launcher `hydra/launcher=batched` (hydra_plugins/activation_hash_batched_launcher) groups a
 sweep's jobs with these two and calls run_group per group.
 
-Per member, as a solo run: `rundir.claim` (a finished member is skipped, a locked one too),
-config.yaml, meta.json (plus a "batched" entry naming the group), encoding.jsonl (the same capture
-schedule, rows and metric code as NeuralCodeCallback), metrics.csv (Lightning's CSVLogger with a
+Per member, as a solo run, through the same code (activation_hash/runs/): `runs.claim` (a finished
+member is skipped, a locked one too), `runs.build` (seed, data, network), and a `runs.RunRecord`
+writing config.yaml, meta.json (plus a "batched" entry naming the group), encoding.jsonl (the same
+capture schedule as NeuralCodeCallback, the same rows), metrics.csv (Lightning's CSVLogger with a
 solo run's rows: val/loss, val/acc, the captures, train/loss, train/acc, epoch, at the same steps),
 codes/epoch=NNNN.npz with codes.save, result.json last. The recipe's StepLR-like schedule is one
 scheduler over the stacked optimizer (the same function of the epoch for every member);
 EarlyStopping on train/loss is per member, with Lightning's rule. Members of step-limited runs may
 differ in data.train_size (`batchable_keys`). A killed group resumes from its checkpoint
-(`batched.resume`).
+(`runs.checkpoint`); each member's metrics.csv rows are on disk before each checkpoint.
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ from activation_hash.metrics import WHICH
 from activation_hash.metrics.registry import families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
 from activation_hash.runs.build import build, set_up_data
-from activation_hash.runs.checkpoint import (GroupLastEpoch, flush_csv, forget, members_trained, position,
-                                             restore_csv, resume_point)
+from activation_hash.runs.checkpoint import GroupLastEpoch, flush_csv, forget, group_resume_point, position
 from activation_hash.runs.claim import claim, comparable, move_aside
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
 from activation_hash.runs.paths import GROUP_POINTER
-from activation_hash.runs.record import RunRecord, check_files, score
+from activation_hash.runs.record import RunRecord, score
 from activation_hash.runs.signals import interruptible
+from activation_hash.runs.space import check_writable, disk_full
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -205,9 +206,16 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
             raise ValueError(f"{cfg.output_dir}: not batchable: {reason}")
     if len({group_key(cfg) for cfg in cfgs}) > 1:
         raise ValueError("run_group: the configs differ in keys that do not batch")
+    for cfg in cfgs:
+        check_writable(cfg, Path(cfg.output_dir))
     results: list[Any] = [None] * len(cfgs)
     with interruptible([Path(cfg.output_dir) for cfg in cfgs]):  # SIGTERM/SIGINT: exit 143/130, one line
-        _claim_and_train(cfgs, results, device, placement, tags)
+        try:
+            _claim_and_train(cfgs, results, device, placement, tags)
+        except Exception as err:
+            if (full := disk_full(err, Path(cfgs[0].output_dir))) is not None:
+                raise full from err
+            raise
     return results
 
 
@@ -225,10 +233,7 @@ def _claim_and_train(cfgs: list[DictConfig], results: list[Any], device: str | t
                 todo.append(i)
         if todo:
             outs = [Path(cfgs[i].output_dir) for i in todo]
-            checkpoint = resume_point(outs)
-            if checkpoint is not None and (why := _unresumable([cfgs[i] for i in todo], checkpoint)):
-                log.warning("%s; the group starts over", why)
-                checkpoint = None
+            checkpoint = group_resume_point([cfgs[i] for i in todo])
             if checkpoint is None:
                 for out in outs:
                     if (out / GROUP_POINTER).is_file():
@@ -238,17 +243,6 @@ def _claim_and_train(cfgs: list[DictConfig], results: list[Any], device: str | t
                            checkpoint)
             for i, result in zip(todo, group.train()):
                 results[i] = result
-
-
-def _unresumable(cfgs: list[DictConfig], checkpoint: Path) -> str | None:
-    """Why the members' files cannot be continued from the group checkpoint (one line naming the
-    member's file), or None: each member is checked up to the epochs it had trained then."""
-    epochs, _ = position(checkpoint)
-    trained = members_trained(checkpoint) or [epochs] * len(cfgs)
-    for cfg, done in zip(cfgs, trained):
-        if (why := check_files(cfg, Path(cfg.output_dir), min(epochs, done))) is not None:
-            return f"{cfg.output_dir}: {why} after the checkpoint's epoch {min(epochs, done)}"
-    return None
 
 
 def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
@@ -447,11 +441,10 @@ class _Group:
                             for cfg, loggers, info in zip(cfgs, self.loggers, infos)]
             if self.resumed_at:
                 log.info("batched group resuming from epoch %d (%s)", self.resumed_at[0], checkpoint)
-            for record, units, loggers in zip(self.records, self.units, self.loggers):
+            for record, units in zip(self.records, self.units):
                 # as a solo run: config.yaml, meta.json, and the captures and CSV rows up to the checkpoint
+                # (before the CSV writer exists: Lightning's deletes the metrics.csv it finds)
                 record.start(units, self.placement, self.resumed_at, batched=batched)
-                if self.resumed_at:  # before the CSV writer exists: Lightning's deletes the metrics.csv it finds
-                    restore_csv(loggers, *self.resumed_at)
             for logger in (lg for loggers in self.loggers for lg in loggers):
                 logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
 

@@ -6,7 +6,7 @@ from activation_hash.models.mlp import MLP, hidden_widths
 from activation_hash.models.resnet import ResNet
 from activation_hash.models.resnext import ResNeXt
 from activation_hash.models.vgg import VGG
-from activation_hash.models.zoo import CNN_ZOO, build, custom
+from activation_hash.models.zoo import CNN_ZOO, custom
 
 __all__ = ["CNN_ZOO", "MLP", "VGG", "Classifier", "DenseNet", "NonFiniteLossError", "ResNeXt", "ResNet",
-           "build", "custom", "hidden_widths"]
+           "custom", "hidden_widths"]

@@ -1,8 +1,7 @@
 """The architectures by name, and an adapter for bringing your own network.
 
-`build("resnet20", (3, 32, 32), 10, base_width=8)` builds an architecture of He et al. (2021,
-Tables 3–4) from its `conf/model/<name>.yaml` (the one registry of architectures), options
-overriding the file's values.
+The architectures of He et al. (2021, Tables 3–4) are the files `conf/model/<name>.yaml` (the one
+registry of architectures; `CNN_ZOO` names them), composed by Hydra as `model=<name>`.
 
 `custom(...)` is the target of `conf/model/custom.yaml`: it calls any network factory (a class or
 function given by Hydra `_target_` with `_partial_: true`), passes it the data's number of classes
@@ -15,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
 from activation_hash.codes.fx import modularize_relus
@@ -25,31 +22,6 @@ Factory = Callable[..., nn.Module]
 
 MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 CNN_ZOO = ("vgg16", "vgg19", "resnet18", "resnet20", "resnet32", "resnext", "densenet")
-
-
-def build(name: str, input_shape: Sequence[int], num_classes: int, **options: object) -> nn.Module:
-    """The network of `conf/model/<name>.yaml` (e.g. `tiny/vgg19`), options overriding its keys."""
-    path = MODEL_CONF / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(str(p.relative_to(MODEL_CONF).with_suffix("")) for p in MODEL_CONF.rglob("*.yaml"))
-        raise ValueError(f"model={name!r}: no conf/model/{name}.yaml; choose one of {known}")
-    cfg = OmegaConf.merge(_load(path), options)
-    return instantiate(cfg)(input_shape=tuple(input_shape), num_classes=num_classes)
-
-
-def _load(path: Path):
-    """A model file with its defaults list applied: the tiny/* files are `/model/<name>@_here_`
-    (the full-size file) then `_self_`, which OmegaConf.load alone does not merge."""
-    cfg = OmegaConf.load(path)
-    defaults = cfg.pop("defaults", []) if "defaults" in cfg else []
-    merged = OmegaConf.create()
-    for entry in defaults:
-        if entry == "_self_":
-            merged = OmegaConf.merge(merged, cfg)
-            continue
-        name = str(entry).split("@")[0].removeprefix("/model/")
-        merged = OmegaConf.merge(merged, _load(MODEL_CONF / f"{name}.yaml"))
-    return merged if "_self_" in defaults else OmegaConf.merge(merged, cfg)
 
 
 def custom(input_shape: Sequence[int], num_classes: int, network: Factory | nn.Module,

@@ -35,8 +35,12 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from omegaconf import DictConfig
+
 from activation_hash.atomic import atomic_write_json
-from activation_hash.runs.paths import CHECKPOINT, GROUP_CHECKPOINT, GROUP_POINTER
+from activation_hash.runs.claim import changed_keys, comparable, saved_config
+from activation_hash.runs.paths import CHECKPOINT, GROUP_CHECKPOINT, GROUP_POINTER, RESULT
+from activation_hash.runs.record import check_files
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,43 @@ def resume_point(outs: list[Path]) -> Path | None:
     except Exception as err:  # missing, or cut short by a full disk: start over rather than fail each time
         log.warning("%s cannot be read (%s: %s); the group starts over", checkpoint, type(err).__name__, err)
         return None
+    return checkpoint
+
+
+def resumable(cfg: DictConfig, out: Path) -> Path | None:
+    """The checkpoint an unfinished run of this same config left in `out`, when it may be resumed:
+    the checkpoint reads, and every file the run would continue from agrees with it."""
+    checkpoint = out / CHECKPOINT
+    if cfg.get("resume", "auto") != "auto" or (out / RESULT).exists() or not checkpoint.is_file():
+        return None
+    saved = saved_config(out)
+    if saved is None or changed_keys(comparable(saved), comparable(cfg)):
+        return None
+    try:
+        epochs, _ = position(checkpoint)
+    except Exception as err:  # e.g. a file cut short by a full disk: start over rather than fail each time
+        log.warning("%s cannot be read (%s: %s); the run starts over", checkpoint, type(err).__name__, err)
+        return None
+    if (why := check_files(cfg, out, epochs)) is not None:
+        log.warning("%s: %s after the checkpoint's epoch %d; the run starts over", out, why, epochs)
+        return None
+    return checkpoint
+
+
+def group_resume_point(cfgs: list[DictConfig]) -> Path | None:
+    """The checkpoint these members (in this order) left as one group, when it can be read and
+    every member's files agree with it (each up to the epochs it had trained then); else None,
+    with one log line naming the member's file and why."""
+    checkpoint = resume_point([Path(cfg.output_dir) for cfg in cfgs])
+    if checkpoint is None:
+        return None
+    epochs, _ = position(checkpoint)
+    trained = members_trained(checkpoint) or [epochs] * len(cfgs)
+    for cfg, done in zip(cfgs, trained):
+        if (why := check_files(cfg, Path(cfg.output_dir), min(epochs, done))) is not None:
+            log.warning("%s: %s after the checkpoint's epoch %d; the group starts over", cfg.output_dir, why,
+                        min(epochs, done))
+            return None
     return checkpoint
 
 

@@ -12,7 +12,7 @@ then reuses its result when the config matches). A directory holding outputs of 
 is moved aside to `RUN_DIR.previous-<timestamp>/` first; the log names the keys that changed.
 An unfinished run of the same config (no result.json) that left `checkpoints/last.ckpt` is kept
 as it is (`resume: auto`, the default) when every file it would continue from is consistent with
-the checkpoint (`record.check_files`): `resumable(cfg, out)` then names the checkpoint to resume
+the checkpoint (`record.check_files`): `checkpoint.resumable(cfg, out)` then names the checkpoint to resume
 from. Otherwise one log line names the file and why, and the run is moved aside and starts over.
 """
 
@@ -113,28 +113,6 @@ def saved_config(out: Path) -> DictConfig | None:
         return None
 
 
-def resumable(cfg: DictConfig, out: Path) -> Path | None:
-    """The checkpoint an unfinished run of this same config left in `out`, when it may be resumed:
-    the checkpoint reads, and every file the run would continue from agrees with it."""
-    checkpoint = out / CHECKPOINT
-    if cfg.get("resume", "auto") != "auto" or (out / RESULT).exists() or not checkpoint.is_file():
-        return None
-    saved = saved_config(out)
-    if saved is None or changed_keys(comparable(saved), comparable(cfg)):
-        return None
-    from activation_hash.runs.checkpoint import position  # torch: only when there is a checkpoint to read
-    try:
-        epochs, _ = position(checkpoint)
-    except Exception as err:  # e.g. a file cut short by a full disk: start over rather than fail each time
-        log.warning("%s cannot be read (%s: %s); the run starts over", checkpoint, type(err).__name__, err)
-        return None
-    from activation_hash.runs.record import check_files
-    if (why := check_files(cfg, out, epochs)) is not None:
-        log.warning("%s: %s after the checkpoint's epoch %d; the run starts over", out, why, epochs)
-        return None
-    return checkpoint
-
-
 def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool | str = True) -> dict[str, Any] | None:
     # Hydra writes .hydra/ and the job log into the directory of every job before it starts: not outputs
     entries = [p for p in out.iterdir() if p.name not in (".lock", ".hydra") and p.suffix != ".log"]
@@ -151,6 +129,7 @@ def _reuse_or_clear(cfg: DictConfig, out: Path, can_resume: bool | str = True) -
                 return previous
             except (OSError, ValueError) as err:
                 log.warning("%s cannot be read (%s); the run starts over", out / RESULT, err)
+        from activation_hash.runs.checkpoint import resumable  # torch: only for a directory to resume
         if not changed and can_resume is True and resumable(cfg, out):
             return None  # run() resumes from the checkpoint; the captures made before it stay
         if not changed and can_resume == "group" and cfg.get("resume", "auto") == "auto" \

@@ -109,13 +109,16 @@ class RunRecord:
 
     def start(self, units: list[tuple[str, int]], placement: Any, resumed_at: tuple[int, int] | None = None,
               **meta_extra: Any) -> None:
-        """config.yaml and meta.json; when resumed, the captures up to the checkpoint are read back."""
+        """config.yaml and meta.json; when resumed after `resumed_at` (epochs, step), the captures
+        and the loggers' CSV rows up to the checkpoint are read back (before a CSV writer exists)."""
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write(self.out / CONFIG, OmegaConf.to_yaml(used_config(self.cfg), resolve=True))
         atomic_write_json(self.out / META, {**meta(units, placement, self.out / META, resumed_at), **meta_extra})
         if resumed_at:
+            from activation_hash.runs.checkpoint import restore_csv
             self.rows = restore_captures(self.out, resumed_at[0])
             self.done = {r["epoch"] for r in self.rows}
+            restore_csv(self.loggers, *resumed_at)
 
     def add(self, epoch: int, step: int, reason: str, train: Any, test: Any, metrics: dict[str, Any],
             seconds: float) -> list[dict[str, Any]]:
@@ -196,7 +199,8 @@ def check_files(cfg: DictConfig, out: Path, epochs_trained: int) -> str | None:
     """None when the files of an unfinished run can be continued after `epochs_trained` epochs (a
     checkpoint's), else why not, naming the file: every scheduled capture up to there has its two
     rows in encoding.jsonl (a cut-off line past the checkpoint is dropped on resume) and, with
-    codes.save, a whole codes file; metrics.csv (with a CSV logger) holds numbers only."""
+    codes.save, a whole codes file; metrics.csv (with a CSV logger) holds numbers only and the
+    train row of every epoch trained."""
     out = Path(out)
     jsonl = out / ENCODING
     scheduled = [e for e in capture_epochs(cfg.codes.epochs, int(cfg.trainer.max_epochs)) if e <= epochs_trained]
@@ -233,8 +237,10 @@ def _has_csv_logger(cfg: DictConfig) -> bool:
 
 
 def _check_csv(path: Path, epochs_trained: int) -> str | None:
+    """metrics.csv holds numbers only, and a train row (epoch, train/loss) of every epoch trained."""
     if not path.is_file():
         return f"{METRICS_CSV} is missing" if epochs_trained > 0 else None
+    trained: set[int] = set()
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -243,13 +249,16 @@ def _check_csv(path: Path, epochs_trained: int) -> str | None:
             for i, row in enumerate(reader, 2):
                 if None in row or any(v is None for v in row.values()):
                     return f"{METRICS_CSV} row {i} has a different number of fields than its header"
-                for value in row.values():
-                    if value != "":
-                        float(value)
+                values = {k: float(v) for k, v in row.items() if v != ""}
+                if "train/loss" in values and "epoch" in values:
+                    trained.add(int(values["epoch"]))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         return f"{METRICS_CSV} cannot be read ({err})"
     except ValueError:
         return f"{METRICS_CSV} row {i} holds a value that is not a number"
+    missing = [e for e in range(1, epochs_trained + 1) if e not in trained]
+    if missing:
+        return f"{METRICS_CSV} has no train/loss row for epoch(s) {', '.join(map(str, missing[:5]))}"
     return None
 
 
