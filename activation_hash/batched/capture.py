@@ -5,7 +5,6 @@ padded rows dropped."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch

@@ -30,7 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from activation_hash.runs.paths import CHECKPOINT, CONFIG, GROUP_POINTER, RESULT
+from activation_hash.runs.paths import CONFIG, GROUP_POINTER, RESULT
 
 log = logging.getLogger(__name__)
 
