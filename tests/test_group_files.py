@@ -86,7 +86,8 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.slow) if f in ("metrics-garbage-row", "config-garbage")
+                                   else f for f in FAULTS])  # the slow ones: the solo run's file checks, again
 def test_a_damaged_member_file_starts_the_group_over_with_a_message(uninterrupted, tmp_path, monkeypatch, caplog,
                                                                      fault) -> None:
     name, damage, words = FAULTS[fault]

@@ -40,7 +40,9 @@ def _wait_for(pattern: str, root: Path, proc: subprocess.Popen, count: int = 1) 
     pytest.fail(f"no {pattern} under {root}")
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143),
+                                            pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_signal_ends_a_run_non_zero_with_one_line_and_it_resumes(tmp_path, signum, status) -> None:
     proc = _start(tmp_path, *LONG)
     (ckpt,) = _wait_for("outputs/runs/*/*/checkpoints/last.ckpt", tmp_path, proc)
@@ -58,6 +60,7 @@ def test_a_signal_ends_a_run_non_zero_with_one_line_and_it_resumes(tmp_path, sig
     assert resumable(compose_config(LONG, output_dir=run_dir), run_dir) == ckpt
 
 
+@pytest.mark.slow  # a sweep of two CLI jobs: ~40 s
 def test_an_interrupted_sweep_exits_non_zero_and_says_how_many_jobs_finished(tmp_path) -> None:
     # job 0 trains 1 epoch and finishes; job 1 is interrupted in training
     proc = _start(tmp_path, "-m", *[a for a in LONG if not a.startswith("trainer.max_epochs")],
