@@ -98,3 +98,30 @@ def test_a_damaged_member_file_starts_the_group_over_with_a_message(uninterrupte
     assert words in caplog.text and "resuming" not in caplog.text
     for i in range(2):
         _same_run(tmp_path / str(i), uninterrupted / str(i))
+
+
+def test_sigterm_ends_a_group_with_143_and_one_line_and_it_resumes(uninterrupted, tmp_path, monkeypatch, capsys,
+                                                                     caplog) -> None:
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    original = BatchedClassifier.training_step
+
+    def step(self, batch, batch_idx):
+        if self.current_epoch == 3 and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch, batch_idx)
+    with monkeypatch.context() as patch:
+        patch.setattr(BatchedClassifier, "training_step", step)
+        with pytest.raises(SystemExit) as info:
+            run_group(_cfgs(tmp_path))
+    assert info.value.code == 143
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: interrupted")]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: interrupted by SIGTERM: run directory {tmp_path / '0'}, {tmp_path / '1'} is unfinished; "
+        "run the same command again to resume it (resume=auto)")
+    assert signal.getsignal(signal.SIGTERM) == before  # the handlers are put back
+    with caplog.at_level("INFO"):
+        run_group(_cfgs(tmp_path))
+    assert "batched group resuming from epoch 3" in caplog.text
+    for i in range(2):
+        _same_run(tmp_path / str(i), uninterrupted / str(i))
