@@ -4,6 +4,7 @@
 are constant (all 0 or all 1) over train and test together once (for the families that ask for
 it, ``MetricFamily.drop_constant``; unless ``options["drop_constant"]`` is false), and returns
     n_bits, n_bits_used, train/n, test/n          (bits before / after dropping, split sizes)
+    backend                                       (sklearn or torch: which computed them)
 then every selected family's metrics, in ``which`` order. The built-in paper families are
 ``WHICH`` = redundancy, kmeans, knn, logreg (``activation_hash/metrics/families/``); users add
 theirs with ``metrics.plugins`` (modules defining ``FAMILY``). ``METRIC_NAMES`` lists the
@@ -31,11 +32,14 @@ import numpy as np
 from .bits import check_packed, drop_constant_bits
 from .registry import CodeSet, families, load_plugins
 from .threads import thread_limit
+from .torch_backend import BACKENDS, resolve
 
 WHICH = ("redundancy", "kmeans", "knn", "logreg")
 BASE_NAMES = ("n_bits", "n_bits_used", "train/n", "test/n")
 # Options read by compute_families itself (not by a family), with their defaults.
-GENERAL_OPTIONS: Mapping[str, Any] = {"drop_constant": True, "n_threads": None, "plugins": ()}
+GENERAL_OPTIONS: Mapping[str, Any] = {"drop_constant": True, "n_threads": None, "plugins": (), "backend": "auto"}
+# Family options filled by compute_families itself, not read from metrics.*
+_INJECTED = ("device", "backend")
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -81,6 +85,9 @@ def validate_options(which: Iterable[str] | str, options: Mapping[str, Any]) -> 
     for key in ("drop_constant",):
         if key in options:
             _check_type(key, options[key], GENERAL_OPTIONS[key])
+    backend = options.get("backend", "auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"metrics.backend={backend!r}: allowed: {', '.join(BACKENDS)}")
     n_threads = options.get("n_threads")
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise ValueError(f"metrics.n_threads={n_threads!r}: must be null or an integer >= 1")
@@ -93,7 +100,8 @@ def validate_options(which: Iterable[str] | str, options: Mapping[str, Any]) -> 
     resolved = {}
     for name in which:
         family = known[name]
-        opts = {key: options.get(key, default) for key, default in family.options.items() if key != "device"}
+        opts = {key: options.get(key, default) for key, default in family.options.items()
+                if key not in _INJECTED}
         for key, value in opts.items():
             if value is None and family.options[key] is not None:
                 raise ValueError(f"metrics.{key}=null: must be {_TYPE_NAMES.get(type(family.options[key]), 'set')}")
@@ -145,14 +153,17 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
                      device: Any = None) -> dict[str, Any]:
     """Every family in ``which`` on ``codes``; see the module docstring for the names.
 
-    ``options``: ``metrics.*`` (family options, ``drop_constant``, ``n_threads``, ``plugins``;
-    other keys are ignored). ``device``: torch device for the families that take one (K-NN's
-    GEMM distances); None or "cpu" = the CPU path. Bad inputs raise ValueError naming them.
+    ``options``: ``metrics.*`` (family options, ``drop_constant``, ``n_threads``, ``plugins``,
+    ``backend``; other keys are ignored). ``device``: torch device for the families that take
+    one; None or "cpu" = the CPU. ``backend``: auto (torch on a CUDA device, else sklearn) |
+    sklearn | torch (on ``device``, or the CPU); the result's ``backend`` says which ran.
+    Bad inputs raise ValueError naming them.
     """
     options = dict(options or {})
     resolved = validate_options(which, options)
     codes = _check_codes(codes)
     device = _check_device(device)
+    backend = resolve(options.get("backend", "auto"), device)
     known = families()
     selected = [known[name] for name in resolved]
     for family in selected:
@@ -167,7 +178,8 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
             train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits)
             kept = replace(codes, train_codes=train, test_codes=test, n_bits=n_used)  # layer names kept
         out: dict[str, Any] = {"n_bits": codes.n_bits, "n_bits_used": n_used,
-                               "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0])}
+                               "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0]),
+                               "backend": backend}
         dead = n_used == 0
         for family in selected:
             if dead and family.drop_constant and family.needs_bits:
@@ -175,6 +187,8 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
             opts = dict(resolved[family.name])
             if "device" in family.options:
                 opts["device"] = device
+            if "backend" in family.options:
+                opts["backend"] = backend
             out.update(family.compute(kept if family.drop_constant else codes, **opts))
         if dead:
             out["dead_network"] = True

@@ -338,10 +338,14 @@ def _select(dist, k: int, one_hot) -> tuple[np.ndarray, ...]:
 # ---------------------------------------------------------------- family
 
 
-def _compute(codes: CodeSet, *, knn_k: int = 9, device: Any = None) -> dict[str, float]:
+def _compute(codes: CodeSet, *, knn_k: int = 9, device: Any = None, backend: str = "sklearn") -> dict[str, float]:
     if knn_k > codes.train_codes.shape[0]:
         raise ValueError(f"metrics.knn_k={knn_k} is larger than the training set "
                          f"({codes.train_codes.shape[0]} codes); allowed: 1..{codes.train_codes.shape[0]}")
+    if backend == "torch" and device is None:  # the GEMM path on the CPU
+        device = "cpu"
+    elif backend == "sklearn":  # faiss on the CPU, whatever the capture's device
+        device = None
     result = knn_predict(codes.train_codes, codes.train_labels, codes.test_codes, knn_k,
                          n_bits=codes.n_bits, device=device)
     return {"test/knn_acc": float(result.win_probability(codes.test_labels).mean()),
@@ -360,5 +364,5 @@ FAMILY = MetricFamily(
     name="knn",
     names=("test/knn_acc", "test/knn_acc_index", "test/knn_vote_ties", "test/knn_boundary_ties",
            "test/knn_tie_affected"),
-    compute=_compute, options={"knn_k": 9, "device": None}, check=_check,
+    compute=_compute, options={"knn_k": 9, "device": None, "backend": "sklearn"}, check=_check,
     description="Hamming K-NN accuracy (expected under random tie-breaking) and tie counts")

@@ -32,11 +32,15 @@ def redundancy_ratio(packed: np.ndarray) -> float:
     return (n - n_unique_rows(packed)) / n
 
 
-def _compute(codes: CodeSet) -> dict[str, float]:
+def _compute(codes: CodeSet, *, backend: str = "sklearn", device=None) -> dict[str, float]:
+    if backend == "torch":  # torch.unique(dim=0) on the device: the same exact count
+        from ..torch_backend import redundancy_ratio as ratio
+        return {f"{split}/redundancy": ratio(packed, device)
+                for split, packed in (("train", codes.train_codes), ("test", codes.test_codes))}
     return {"train/redundancy": redundancy_ratio(codes.train_codes),
             "test/redundancy": redundancy_ratio(codes.test_codes)}
 
 
 FAMILY = MetricFamily(
     name="redundancy", names=("train/redundancy", "test/redundancy"), compute=_compute,
-    needs_bits=False, description="fraction of codes that repeat an earlier code, per split")
+    options={"backend": "sklearn", "device": None}, needs_bits=False, description="fraction of codes that repeat an earlier code, per split")
