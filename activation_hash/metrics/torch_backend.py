@@ -334,7 +334,7 @@ def kmeans_clusters(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: i
 def _lbfgs(params, closure_loss, max_iter: int) -> None:
     import torch
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=10,
-                            tolerance_grad=1e-7, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+                            tolerance_grad=1e-5, tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -346,7 +346,7 @@ def _lbfgs(params, closure_loss, max_iter: int) -> None:
 
 
 def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C: float = 1.0,
-                   max_iter: int = 500):
+                   max_iter: int = 300):
     """Predicted labels of ``x_test`` (tensors of features) by the estimators of the module
     docstring fitted on ``x_train``. A single training class predicts it everywhere."""
     import torch
@@ -409,23 +409,24 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
 
 def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
                     n_bits: int, *, mode: str = "ovo", device=None, max_bytes: int = 2**30) -> float:
-    """Test accuracy of the torch logistic regression on packed codes: dense features when they
-    fit in ``max_bytes``, else exact row-space coordinates (n < bits), else scikit-learn's
+    """Test accuracy of the torch logistic regression on packed codes: exact row-space
+    coordinates when there are fewer rows than bits (n features instead of bits) and the Gram
+    matrix fits in ``max_bytes``, else dense features when they fit, else scikit-learn's
     streaming fit (families/logreg.py)."""
     import torch
     from .families import logreg as sk
     device = torch_device(device)
     n = train.shape[0]
     dt = torch.float64
-    if n * max(n_bits, 1) * 8 * 3 <= max_bytes:
+    if n < n_bits and 32 * n * n <= max_bytes:
+        space, ftr = sk.row_space(train)
+        xtr = torch.from_numpy(ftr).to(device)
+        xte = torch.from_numpy(space.features(test)).to(device)
+    elif n * max(n_bits, 1) * 8 * 3 <= max_bytes:
         def feats(p):
             return unpack(torch.from_numpy(np.ascontiguousarray(p)).to(device), n_bits, dt) if n_bits else \
                 torch.zeros((p.shape[0], 1), dtype=dt, device=device)
         xtr, xte = feats(train), feats(test)
-    elif n < n_bits and 32 * n * n <= max_bytes:
-        space, ftr = sk.row_space(train)
-        xtr = torch.from_numpy(ftr).to(device)
-        xte = torch.from_numpy(space.features(test)).to(device)
     else:
         return sk.logreg_accuracy(train, train_labels, test, test_labels, n_bits, mode=mode,
                                   max_dense_bytes=max_bytes)
