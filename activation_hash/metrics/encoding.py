@@ -4,8 +4,9 @@
 are constant (all 0 or all 1) over train and test together once (for the families that ask for
 it, ``MetricFamily.drop_constant``; unless ``options["drop_constant"]`` is false), and returns
     n_bits, n_bits_used, train/n, test/n          (bits before / after dropping, split sizes)
-    backend                                       (sklearn or torch: which computed them)
-then every selected family's metrics, in ``which`` order. The built-in paper families are
+then every selected family's metrics, in ``which`` order, then
+    backend                                       (sklearn or torch: which computed them).
+The built-in paper families are
 ``WHICH`` = redundancy, kmeans, knn, logreg (``activation_hash/metrics/families/``); users add
 theirs with ``metrics.plugins`` (modules defining ``FAMILY``). ``METRIC_NAMES`` lists the
 names of the paper families. ``*_acc`` and redundancies are fractions in [0, 1].
@@ -178,8 +179,7 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
             train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits)
             kept = replace(codes, train_codes=train, test_codes=test, n_bits=n_used)  # layer names kept
         out: dict[str, Any] = {"n_bits": codes.n_bits, "n_bits_used": n_used,
-                               "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0]),
-                               "backend": backend}
+                               "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0])}
         dead = n_used == 0
         for family in selected:
             if dead and family.drop_constant and family.needs_bits:
@@ -192,6 +192,7 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
             out.update(family.compute(kept if family.drop_constant else codes, **opts))
         if dead:
             out["dead_network"] = True
+        out["backend"] = backend
     return out
 
 
