@@ -35,7 +35,7 @@ import activation_hash
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.data.protocol import describe as describe_data
-from activation_hash.devices import Placement, assign_devices, jobs_at_once
+from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
 from activation_hash.atomic import atomic_write, atomic_write_json
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
@@ -81,7 +81,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = Classifier(net, data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
-    placement = _placement(cfg)
+    placement = set_threads(_placement(cfg))  # threads set once, recorded in meta.json (placement)
     checkpoint = resumable(cfg, out)  # claim() kept the directory only for an unfinished run of this config
     resumed_at = position(checkpoint) if checkpoint else None
     out.mkdir(parents=True, exist_ok=True)
