@@ -80,6 +80,17 @@ def _float(device) -> Any:
     return torch.float64 if device.type == "cpu" else torch.float32
 
 
+def as_tensor(a: np.ndarray, device=None):
+    """A tensor on ``device`` from a numpy array, read-only ones (memory maps) included: they
+    are only read, so torch's warning about non-writable arrays does not apply."""
+    import warnings
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if device is None else t.to(device)
+
+
 def unpack(packed_t, n_bits: int, dtype):
     """uint8 packed rows (tensor) -> (rows, n_bits) 0/1 in ``dtype`` on the same device."""
     import torch
@@ -99,7 +110,7 @@ class PackedRows:
         self.dtype = _float(device)
         item = torch.finfo(self.dtype).bits // 8
         resident = packed.nbytes <= max_bytes // 2
-        self.on_device = torch.from_numpy(np.ascontiguousarray(packed)).to(device) if resident else None
+        self.on_device = as_tensor(packed, device) if resident else None
         budget = min(CHUNK_BYTES, max(1, max_bytes // 4))
         self.chunk = rows_per_chunk(max(1, n_bits) * (item + 1) + extra_per_row * item + packed.shape[1], budget)
 
@@ -107,7 +118,7 @@ class PackedRows:
         import torch
         if self.on_device is not None:
             return self.on_device[lo:hi]
-        return torch.from_numpy(np.ascontiguousarray(self.host[lo:hi])).to(self.device)
+        return as_tensor(self.host[lo:hi], self.device)
 
     def chunks(self) -> Iterator[tuple[int, int, Any]]:
         for lo, hi in iter_chunks(self.n, self.chunk):
@@ -116,7 +127,7 @@ class PackedRows:
     def take(self, idx: np.ndarray):
         import torch
         sub = np.ascontiguousarray(self.host[np.asarray(idx)])
-        return unpack(torch.from_numpy(sub).to(self.device), self.n_bits, self.dtype)
+        return unpack(as_tensor(sub, self.device), self.n_bits, self.dtype)
 
 
 # ---------------------------------------------------------------- redundancy
@@ -129,7 +140,7 @@ def n_unique_rows(packed: np.ndarray, device=None) -> int:
         return 0
     if width == 0:
         return 1
-    t = torch.from_numpy(np.ascontiguousarray(packed)).to(torch_device(device))
+    t = as_tensor(packed, torch_device(device))
     return int(torch.unique(t, dim=0).shape[0])
 
 
@@ -152,7 +163,7 @@ def gram(packed: np.ndarray, n_bits: int, device, max_bytes: int = CHUNK_BYTES):
     out = torch.zeros((n, n), dtype=dtype, device=device)
     cols = max(1, rows_per_chunk(max(n, 1) * 8 * 5, max(1, min(CHUNK_BYTES, max_bytes // 4))))
     for lo, hi in iter_chunks(packed.shape[1], cols):
-        sub = torch.from_numpy(np.ascontiguousarray(packed[:, lo:hi])).to(device)
+        sub = as_tensor(packed[:, lo:hi], device)
         bits = unpack(sub, min(n_bits - 8 * lo, 8 * (hi - lo)), torch.float32)
         out += (bits @ bits.T).to(dtype)  # 0/1 products: exact in float32 below 2**24 per chunk
     return out
@@ -424,7 +435,7 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
         xte = torch.from_numpy(space.features(test)).to(device)
     elif n * max(n_bits, 1) * 8 * 3 <= max_bytes:
         def feats(p):
-            return unpack(torch.from_numpy(np.ascontiguousarray(p)).to(device), n_bits, dt) if n_bits else \
+            return unpack(as_tensor(p, device), n_bits, dt) if n_bits else \
                 torch.zeros((p.shape[0], 1), dtype=dt, device=device)
         xtr, xte = feats(train), feats(test)
     else:
@@ -443,14 +454,14 @@ def distance_histograms(query: np.ndarray, query_labels: np.ndarray, db: np.ndar
     import torch
     device = torch_device(device)
     n_d = n_bits + 1
-    db_t = torch.from_numpy(np.ascontiguousarray(db)).to(device)
+    db_t = as_tensor(db, device)
     dbx = unpack(db_t, n_bits, torch.float32)
     db_sq = dbx.sum(1)
     dy = torch.as_tensor(np.asarray(db_labels), device=device)
     qy_all = torch.as_tensor(np.asarray(query_labels), device=device)
     chunk = rows_per_chunk(max(1, db.shape[0]) * 24 + 4 * max(n_bits, 1), block_bytes)
     for lo, hi in iter_chunks(query.shape[0], chunk):
-        q = unpack(torch.from_numpy(np.ascontiguousarray(query[lo:hi])).to(device), n_bits, torch.float32)
+        q = unpack(as_tensor(query[lo:hi], device), n_bits, torch.float32)
         dist = (q.sum(1)[:, None] + db_sq[None, :] - 2 * (q @ dbx.T)).round().to(torch.int64)
         flat = dist + (torch.arange(hi - lo, device=device) * n_d)[:, None]
         tot = torch.bincount(flat.reshape(-1), minlength=(hi - lo) * n_d).view(hi - lo, n_d)
