@@ -131,7 +131,7 @@ class NeuralCodeCallback(pl.Callback):
         elapsed = time.perf_counter() - started
         common = {"epoch": epoch, "dead_network": dead, "step": trainer.global_step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
-                  "capture_seconds": round(elapsed, 3)}
+                  "capture_seconds": round(elapsed, 3), "backend": metrics.get("backend")}
         rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
                 for split in ("train", "test")]
         self.records.extend(rows)
