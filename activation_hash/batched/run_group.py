@@ -559,7 +559,7 @@ class _Group:
             elapsed = forward + time.perf_counter() - t0
             common = {"epoch": epoch, "dead_network": dead, "step": step[m], "reason": reason,
                       "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
-                      "capture_seconds": round(elapsed, 3)}
+                      "capture_seconds": round(elapsed, 3), "backend": metrics.get("backend")}
             rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
                     for split in ("train", "test")]
             self.records[m].extend(rows)
