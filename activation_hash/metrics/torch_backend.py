@@ -357,9 +357,10 @@ def _lbfgs(params, closure_loss, max_iter: int) -> None:
 
 
 def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C: float = 1.0,
-                   max_iter: int = 300):
+                   max_iter: int = 300, gather_bytes: int = 2**28):
     """Predicted labels of ``x_test`` (tensors of features) by the estimators of the module
-    docstring fitted on ``x_train``. A single training class predicts it everywhere."""
+    docstring fitted on ``x_train``. A single training class predicts it everywhere. One-vs-one
+    gathers each pair's rows once when that copy fits in ``gather_bytes``."""
     import torch
     classes, y = np.unique(y_train, return_inverse=True)
     n_cls = classes.size
@@ -397,10 +398,24 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
     w = torch.zeros((n_prob, f), dtype=dt, device=dev, requires_grad=True)
     b = torch.zeros(n_prob, dtype=dt, device=dev, requires_grad=True)
 
-    def loss():
-        z = x_train @ w.T + b
-        per = (mask * torch.nn.functional.softplus(-sign * z)).sum(0) + 0.5 / C * (w * w).sum(1)
-        return (per / rows).sum()
+    size = int(rows.max())
+    if mode == "ovo" and n_prob * size * f * x_train.element_size() <= gather_bytes:
+        # each pair sees only its own rows (about 2n / K): gathered once, padded, one batched
+        # product per evaluation -- about K / 2 times fewer operations than all rows per pair
+        order = torch.argsort(mask.T, dim=1, descending=True, stable=True)[:, :size]      # (P, size)
+        valid = torch.gather(mask.T, 1, order)
+        xp = x_train[order]                                                           # (P, size, f)
+        sp = torch.gather(sign.T, 1, order)
+
+        def loss():
+            z = torch.bmm(xp, w[:, :, None])[..., 0] + b[:, None]
+            per = (valid * torch.nn.functional.softplus(-sp * z)).sum(1) + 0.5 / C * (w * w).sum(1)
+            return (per / rows).sum()
+    else:
+        def loss():
+            z = x_train @ w.T + b
+            per = (mask * torch.nn.functional.softplus(-sign * z)).sum(0) + 0.5 / C * (w * w).sum(1)
+            return (per / rows).sum()
 
     _lbfgs([w, b], loss, max_iter)
     with torch.no_grad():
@@ -441,7 +456,7 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
     else:
         return sk.logreg_accuracy(train, train_labels, test, test_labels, n_bits, mode=mode,
                                   max_dense_bytes=max_bytes)
-    pred = logreg_predict(xtr, train_labels, xte, mode=mode)
+    pred = logreg_predict(xtr, train_labels, xte, mode=mode, gather_bytes=max(1, max_bytes // 4))
     return float(np.mean(pred == test_labels))
 
 
