@@ -37,7 +37,7 @@ for split, n in (("train", {n_train}), ("test", {n_test})):
 """
 
 SCORE = """
-import json, resource, sys, os, numpy as np
+import json, sys, os, numpy as np
 from activation_hash.metrics import encoding_metrics
 d = sys.argv[1]
 budget = None if sys.argv[2] == "none" else int(sys.argv[2])
@@ -47,9 +47,16 @@ def score(rows):
     return encoding_metrics(train[:rows], labels[0][:rows], test[:rows], labels[1][:rows], train.shape[1] * 8,
                             which=("redundancy", "kmeans", "knn"), backend="torch", max_ram=budget, n_threads=1)
 score(200)  # warm-up on 200 rows: imports, kernels and thread pools loaded, as in a process that trained
-rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def status(key):  # kB -> bytes, from /proc/self/status
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+
+
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident size
+rss = status("VmRSS")
 out = score(None)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"metrics": out, "grew": max(0, peak - rss)}))
 """
 
