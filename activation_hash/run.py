@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.callback import NeuralCodeCallback
-from activation_hash.devices import Placement, assign_devices, jobs_at_once
+from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
 from activation_hash.loggers import build_loggers, finish_wandb
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.runs.build import build
@@ -72,7 +72,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = Classifier(built.net, built.data.num_classes, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
-    placement = _placement(cfg)
+    placement = set_threads(_placement(cfg))  # threads set once, recorded in meta.json (placement)
     checkpoint = resumable(cfg, out)  # claim() kept the directory only for an unfinished run of this config
     resumed_at = position(checkpoint) if checkpoint else None
     with warnings.catch_warnings():  # the CSV logger's "directory is not empty": config.yaml, or a resumed run

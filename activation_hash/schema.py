@@ -200,6 +200,8 @@ RULES: dict[str, Check] = {
     "metrics.kmeans_seed": integer(0),
     "metrics.logreg_seed": integer(0),
     "metrics.logreg_mode": choice("ovo", "ovr", "multinomial"),
+    "metrics.backend": choice("auto", "sklearn", "torch"),
+    "metrics.max_ram": integer(2**20, nullable=True),
     "metrics.diameter.enabled": boolean,
     "metrics.diameter.n_samples": integer(1),
     "metrics.diameter.method": choice("exact", "grid", "both"),

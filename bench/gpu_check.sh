@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks in one go (< 5 min): a training run on CUDA, the batched-training benchmark, the
 # GEMM K-NN path against faiss on the same codes, a batched group through the launcher's code on
-# CUDA, and stacked CNN steps. The GPU machine has torch, Lightning,
+# CUDA, stacked CNN steps, and the metric backends (torch on CUDA against scikit-learn, per
+# family, with agreement figures). The GPU machine has torch, Lightning,
 # torchmetrics and scikit-learn (Python 3.12) but not Hydra, OmegaConf, faiss or W&B, and cannot
 # fetch, so first download the wheels on a machine with internet, next to this repository:
 #
@@ -67,3 +68,9 @@ PY
 
 echo "== 5. stacked CNN steps (tiny/resnet20, M = 2, 8, 32) vs solo steps on CUDA"
 timeout 60 python bench/bench_stacked.py --device cuda --members 2 8 32 --threads 0
+
+echo "== 6. metric backends: torch on CUDA vs scikit-learn/faiss on the CPU, per family, with agreement"
+# MNIST width 100 and CIFAR-10 5x200 on 20,000 + 5,000 images (CIFAR's archive must be under
+# $ACTIVATION_HASH_DATA), and 2,500 synthetic codes of 131,072 bits (kernel K-Means, row-space logreg)
+timeout 150 python bench/bench_backends.py --device cuda --threads 0 --train-size 20000 --test-size 5000 \
+    --wide-rows 2500 --wide-bits 131072

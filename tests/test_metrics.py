@@ -424,6 +424,7 @@ def _metrics(d: dict, **kwargs: object) -> dict[str, float]:
 
 def test_encoding_metrics_names_and_values(digits: dict) -> None:
     out = _metrics(digits)
+    assert out.pop("backend") == "sklearn"  # auto on the CPU; the record of which backend ran comes last
     assert tuple(out) == METRIC_NAMES
     train, test, used = drop_constant_bits(digits["train_codes"], digits["test_codes"], 96)
     assert out["n_bits"] == 96 and out["n_bits_used"] == used < 96
@@ -445,7 +446,7 @@ def test_encoding_metrics_names_and_values(digits: dict) -> None:
     assert tuple(_metrics(digits, which=("redundancy", "knn"))) == (
         "n_bits", "n_bits_used", "train/n", "test/n", "train/redundancy", "test/redundancy",
         "test/knn_acc", "test/knn_acc_index", "test/knn_vote_ties", "test/knn_boundary_ties",
-        "test/knn_tie_affected")
+        "test/knn_tie_affected", "backend")
 
 
 def test_dead_network_skips_the_families_that_need_bits() -> None:
@@ -453,7 +454,7 @@ def test_dead_network_skips_the_families_that_need_bits() -> None:
     y_train, y_test = np.array([0] * 7 + [1] * 5), np.array([1] * 8 + [0] * 4)
     out = encoding_metrics(same, y_train, same, y_test, 10)
     assert out == {"n_bits": 10, "n_bits_used": 0, "train/n": 12, "test/n": 12,
-                   "train/redundancy": 11 / 12, "test/redundancy": 11 / 12, "dead_network": True}
+                   "train/redundancy": 11 / 12, "test/redundancy": 11 / 12, "dead_network": True, "backend": "sklearn"}
     kept = encoding_metrics(same, y_train, same, y_test, 10, drop_constant=False)
     assert "dead_network" not in kept and kept["n_bits_used"] == 10
     assert kept["train/kmeans_acc"] == kept["train/kmeans_hungarian_acc"] == 7 / 12  # one distinct code

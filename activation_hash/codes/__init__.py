@@ -1,10 +1,19 @@
-"""Neural codes: capture (hooks -> packed bits), the callback, the on-disk format."""
+"""Neural codes: capture (hooks -> packed bits), the callback, the on-disk format.
 
-from activation_hash.codes.capture import CodeRecorder, describe_units, pack_bits, parse_layers, relu_like_modules
-from activation_hash.codes.collect import SplitCodes, collect_codes
-from activation_hash.codes.fx import UntraceableModelError, modularize_relus
-from activation_hash.codes.io import load_codes, save_codes
-from activation_hash.codes.schedule import capture_epochs
+Names are imported on first use (PEP 562), so that ``activation_hash.codes.io`` -- the codes
+file reader ``evaluate`` uses -- loads no torch.
+"""
 
-__all__ = ["CodeRecorder", "SplitCodes", "UntraceableModelError", "modularize_relus", "capture_epochs", "collect_codes", "describe_units", "load_codes",
-           "pack_bits", "parse_layers", "relu_like_modules", "save_codes"]
+from importlib import import_module
+
+_WHERE = {"CodeRecorder": "capture", "describe_units": "capture", "pack_bits": "capture", "parse_layers": "capture",
+          "relu_like_modules": "capture", "SplitCodes": "collect", "collect_codes": "collect",
+          "UntraceableModelError": "fx", "modularize_relus": "fx", "load_codes": "io", "save_codes": "io",
+          "capture_epochs": "schedule"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -107,23 +107,29 @@ def varying_bits(arrays: tuple[np.ndarray, ...], n_bits: int) -> np.ndarray:
     return np.unpackbits(any_one & ~all_one, count=n_bits).astype(bool)
 
 
-def select_bits(packed: np.ndarray, n_bits: int, keep: np.ndarray) -> np.ndarray:
-    """Repack only the bits where ``keep`` is True, chunk by chunk (unpacked chunk <= CHUNK_BYTES)."""
+def select_bits(packed: np.ndarray, n_bits: int, keep: np.ndarray, spill: str | None = None) -> np.ndarray:
+    """Repack only the bits where ``keep`` is True, chunk by chunk (unpacked chunk <= CHUNK_BYTES);
+    into a memory-mapped file at ``spill`` (a path) instead of RAM when given."""
     n_kept = int(keep.sum())
-    out = np.empty((packed.shape[0], packed_width(n_kept)), dtype=np.uint8)
+    shape = (packed.shape[0], packed_width(n_kept))
+    out = np.empty(shape, dtype=np.uint8) if spill is None else np.lib.format.open_memmap(
+        spill, mode="w+", dtype=np.uint8, shape=shape)
     for lo, hi in iter_chunks(packed.shape[0], rows_per_chunk(max(n_bits, 1))):
         out[lo:hi] = np.packbits(unpack_rows(packed[lo:hi], n_bits)[:, keep], axis=1)
     return out
 
 
-def drop_constant_bits(train: np.ndarray, test: np.ndarray,
-                       n_bits: int) -> tuple[np.ndarray, np.ndarray, int]:
+def drop_constant_bits(train: np.ndarray, test: np.ndarray, n_bits: int,
+                       spill_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Drop units that are all-0 or all-1 over train and test together (the authors' rule).
 
     Returns the repacked (train, test) and the number of bits kept. When nothing is constant
-    the inputs are returned unchanged (no copy).
+    the inputs are returned unchanged (no copy). ``spill_dir``: write the repacked codes as
+    memory-mapped .npy files there instead of RAM (codes larger than the memory budget).
     """
     keep = varying_bits((train, test), n_bits)
     if keep.all():
         return train, test, n_bits
-    return select_bits(train, n_bits, keep), select_bits(test, n_bits, keep), int(keep.sum())
+    spill = (lambda name: None) if spill_dir is None else (lambda name: f"{spill_dir}/{name}.npy")
+    return (select_bits(train, n_bits, keep, spill("train")), select_bits(test, n_bits, keep, spill("test")),
+            int(keep.sum()))

@@ -4,7 +4,9 @@
 are constant (all 0 or all 1) over train and test together once (for the families that ask for
 it, ``MetricFamily.drop_constant``; unless ``options["drop_constant"]`` is false), and returns
     n_bits, n_bits_used, train/n, test/n          (bits before / after dropping, split sizes)
-then every selected family's metrics, in ``which`` order. The built-in paper families are
+then every selected family's metrics, in ``which`` order, then
+    backend                                       (sklearn or torch: which computed them).
+The built-in paper families are
 ``WHICH`` = redundancy, kmeans, knn, logreg (``activation_hash/metrics/families/``); users add
 theirs with ``metrics.plugins`` (modules defining ``FAMILY``). ``METRIC_NAMES`` lists the
 names of the paper families. ``*_acc`` and redundancies are fractions in [0, 1].
@@ -22,20 +24,41 @@ Memory: see each family's module; nothing builds an unpacked n x n_bits array be
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+
+import os
 
 import numpy as np
 
 from .bits import check_packed, drop_constant_bits
 from .registry import CodeSet, families, load_plugins
 from .threads import thread_limit
+from .torch_backend import BACKENDS, resolve
 
 WHICH = ("redundancy", "kmeans", "knn", "logreg")
 BASE_NAMES = ("n_bits", "n_bits_used", "train/n", "test/n")
 # Options read by compute_families itself (not by a family), with their defaults.
-GENERAL_OPTIONS: Mapping[str, Any] = {"drop_constant": True, "n_threads": None, "plugins": ()}
+GENERAL_OPTIONS: Mapping[str, Any] = {"drop_constant": True, "n_threads": None, "plugins": (), "backend": "auto",
+                                      "max_ram": None}
+# Family options filled by compute_families itself, not read from metrics.*
+_INJECTED = ("device", "backend", "max_ram")
+RAM_FRACTION = 4  # metrics.max_ram=null: a quarter of the machine's RAM
+MIN_RAM = 2**20
+
+
+def physical_ram() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def resolve_max_ram(max_ram: int | None) -> int:
+    """The metrics' memory budget in bytes: ``metrics.max_ram``, or a quarter of the RAM."""
+    return physical_ram() // RAM_FRACTION if max_ram is None else int(max_ram)
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -81,6 +104,12 @@ def validate_options(which: Iterable[str] | str, options: Mapping[str, Any]) -> 
     for key in ("drop_constant",):
         if key in options:
             _check_type(key, options[key], GENERAL_OPTIONS[key])
+    backend = options.get("backend", "auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"metrics.backend={backend!r}: allowed: {', '.join(BACKENDS)}")
+    max_ram = options.get("max_ram")
+    if max_ram is not None and (isinstance(max_ram, bool) or not isinstance(max_ram, int) or max_ram < MIN_RAM):
+        raise ValueError(f"metrics.max_ram={max_ram!r}: must be null (a quarter of the RAM) or bytes >= {MIN_RAM}")
     n_threads = options.get("n_threads")
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise ValueError(f"metrics.n_threads={n_threads!r}: must be null or an integer >= 1")
@@ -93,7 +122,8 @@ def validate_options(which: Iterable[str] | str, options: Mapping[str, Any]) -> 
     resolved = {}
     for name in which:
         family = known[name]
-        opts = {key: options.get(key, default) for key, default in family.options.items() if key != "device"}
+        opts = {key: options.get(key, default) for key, default in family.options.items()
+                if key not in _INJECTED}
         for key, value in opts.items():
             if value is None and family.options[key] is not None:
                 raise ValueError(f"metrics.{key}=null: must be {_TYPE_NAMES.get(type(family.options[key]), 'set')}")
@@ -145,14 +175,17 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
                      device: Any = None) -> dict[str, Any]:
     """Every family in ``which`` on ``codes``; see the module docstring for the names.
 
-    ``options``: ``metrics.*`` (family options, ``drop_constant``, ``n_threads``, ``plugins``;
-    other keys are ignored). ``device``: torch device for the families that take one (K-NN's
-    GEMM distances); None or "cpu" = the CPU path. Bad inputs raise ValueError naming them.
+    ``options``: ``metrics.*`` (family options, ``drop_constant``, ``n_threads``, ``plugins``,
+    ``backend``; other keys are ignored). ``device``: torch device for the families that take
+    one; None or "cpu" = the CPU. ``backend``: auto (torch on a CUDA device, else sklearn) |
+    sklearn | torch (on ``device``, or the CPU); the result's ``backend`` says which ran.
+    Bad inputs raise ValueError naming them.
     """
     options = dict(options or {})
     resolved = validate_options(which, options)
     codes = _check_codes(codes)
     device = _check_device(device)
+    backend = resolve(options.get("backend", "auto"), device)
     known = families()
     selected = [known[name] for name in resolved]
     for family in selected:
@@ -161,10 +194,14 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
         if missing:
             raise ValueError(f"metric family {family.name!r} needs {missing}, which the codes do not provide")
     drop = options.get("drop_constant", True)
-    with thread_limit(options.get("n_threads")):
+    max_ram = resolve_max_ram(options.get("max_ram"))
+    with thread_limit(options.get("n_threads")), tempfile.TemporaryDirectory(prefix="ah-metrics-") as spill:
         kept, n_used = codes, codes.n_bits
         if drop and any(f.drop_constant for f in selected):
-            train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits)
+            # codes over a quarter of the budget are repacked into memory-mapped files, not RAM
+            big = codes.train_codes.nbytes + codes.test_codes.nbytes > max_ram // 4
+            train, test, n_used = drop_constant_bits(codes.train_codes, codes.test_codes, codes.n_bits,
+                                                     spill_dir=spill if big else None)
             kept = replace(codes, train_codes=train, test_codes=test, n_bits=n_used)  # layer names kept
         out: dict[str, Any] = {"n_bits": codes.n_bits, "n_bits_used": n_used,
                                "train/n": int(codes.train_codes.shape[0]), "test/n": int(codes.test_codes.shape[0])}
@@ -175,9 +212,16 @@ def compute_families(codes: CodeSet, which: Iterable[str] | str, options: Mappin
             opts = dict(resolved[family.name])
             if "device" in family.options:
                 opts["device"] = device
+            if "backend" in family.options:
+                opts["backend"] = backend
+            if "max_ram" in family.options:
+                opts["max_ram"] = max_ram
+            if "max_dense_bytes" in opts:  # the dense / streaming switch obeys the budget
+                opts["max_dense_bytes"] = min(opts["max_dense_bytes"], max(1, max_ram // 4))
             out.update(family.compute(kept if family.drop_constant else codes, **opts))
         if dead:
             out["dead_network"] = True
+        out["backend"] = backend
     return out
 
 

@@ -64,7 +64,8 @@ class MetricFamily:
     gets (see ``activation_hash.metrics.validate_options``); ``needs_bits``: skipped, with
     ``dead_network: True`` in the results, when no unit varies (drop-constant families only).
     An option named ``device`` is not read from ``metrics.*``: it receives the ``device``
-    argument of ``compute_families`` (a torch device, or None for the CPU)."""
+    argument of ``compute_families`` (a torch device, or None for the CPU); an option named
+    ``backend`` receives the resolved ``metrics.backend`` ("sklearn" or "torch")."""
     name: str
     names: tuple[str, ...]
     compute: Callable[..., dict[str, Any]]

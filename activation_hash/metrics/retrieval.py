@@ -213,8 +213,9 @@ def precision_at_radius(rel: np.ndarray, tot: np.ndarray) -> np.ndarray:
 
 def retrieval_metrics(query: np.ndarray, query_labels: np.ndarray, db: np.ndarray,
                       db_labels: np.ndarray, n_bits: int, *, top_k: Sequence[int] = TOP_K,
-                      block_bytes: int = BLOCK_BYTES) -> RetrievalResult:
-    """Every retrieval metric of the module docstring, exact, for packed query/database codes."""
+                      block_bytes: int = BLOCK_BYTES, backend: str = "sklearn", device=None) -> RetrievalResult:
+    """Every retrieval metric of the module docstring, exact, for packed query/database codes.
+    ``backend="torch"``: the distance histograms by GEMM on ``device`` (metrics/torch_backend.py)."""
     top_k = tuple(int(k) for k in top_k)
     if any(k < 1 for k in top_k):
         raise ValueError(f"top_k={list(top_k)}: every value must be >= 1")
@@ -227,8 +228,14 @@ def retrieval_metrics(query: np.ndarray, query_labels: np.ndarray, db: np.ndarra
     rec_sum = np.zeros(n_bits + 1)
     n_valid = 0
     nonempty = 0
-    for _, rel, tot in distance_histograms(query, query_labels, db, db_labels, n_bits,
-                                           block_bytes=block_bytes):
+    if backend == "torch":
+        from .torch_backend import distance_histograms as histograms
+        blocks = histograms(check_packed(query, n_bits, "query codes"), query_labels,
+                            check_packed(db, n_bits, "database codes"), db_labels, n_bits,
+                            device=device, block_bytes=block_bytes)
+    else:
+        blocks = distance_histograms(query, query_labels, db, db_labels, n_bits, block_bytes=block_bytes)
+    for _, rel, tot in blocks:
         n_rel = rel.sum(axis=1)
         valid = n_rel > 0
         n_valid += int(valid.sum())

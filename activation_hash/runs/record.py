@@ -127,7 +127,7 @@ class RunRecord:
         dead = metrics.get("n_bits_used") == 0
         common = {"epoch": epoch, "dead_network": dead, "step": step, "reason": reason,
                   "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
-                  "capture_seconds": round(seconds, 3)}
+                  "capture_seconds": round(seconds, 3), "backend": metrics.get("backend")}
         rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
                 for split in ("train", "test")]
         self.rows.extend(rows)

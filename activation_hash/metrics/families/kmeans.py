@@ -170,14 +170,20 @@ def kmeans_accuracy(packed: np.ndarray, n_bits: int, labels: np.ndarray, n_clust
 
 
 def _compute(codes: CodeSet, *, kmeans_seed: int = 9, kmeans_n_init: int = 10,
-             max_dense_bytes: int = MAX_DENSE_BYTES) -> dict[str, float]:
+             max_dense_bytes: int = MAX_DENSE_BYTES, backend: str = "sklearn", device: Any = None) -> dict[str, float]:
     # K = number of distinct labels over train and test (at most the split's size)
     n_classes = int(np.unique(np.concatenate([codes.train_labels, codes.test_labels])).size)
     out = {}
     for split, packed, labels in (("train", codes.train_codes, codes.train_labels),
                                   ("test", codes.test_codes, codes.test_labels)):
-        majority, hungarian = kmeans_accuracy(packed, codes.n_bits, labels, n_classes, seed=kmeans_seed,
-                                              n_init=kmeans_n_init, max_dense_bytes=max_dense_bytes)
+        if backend == "torch":  # batched k-means++ / Lloyd on the device (metrics/torch_backend.py)
+            from ..torch_backend import kmeans_clusters as torch_kmeans
+            clusters = torch_kmeans(packed, codes.n_bits, n_classes, seed=kmeans_seed, n_init=kmeans_n_init,
+                                    device=device, max_bytes=max_dense_bytes)
+            majority, hungarian = majority_accuracy(clusters, labels), hungarian_accuracy(clusters, labels)
+        else:
+            majority, hungarian = kmeans_accuracy(packed, codes.n_bits, labels, n_classes, seed=kmeans_seed,
+                                                  n_init=kmeans_n_init, max_dense_bytes=max_dense_bytes)
         out[f"{split}/kmeans_acc"], out[f"{split}/kmeans_hungarian_acc"] = majority, hungarian
     return out
 
@@ -191,5 +197,6 @@ def _check(options: Mapping[str, Any]) -> None:
 FAMILY = MetricFamily(
     name="kmeans",
     names=("train/kmeans_acc", "train/kmeans_hungarian_acc", "test/kmeans_acc", "test/kmeans_hungarian_acc"),
-    compute=_compute, options={"kmeans_seed": 9, "kmeans_n_init": 10, "max_dense_bytes": MAX_DENSE_BYTES},
+    compute=_compute, options={"kmeans_seed": 9, "kmeans_n_init": 10, "max_dense_bytes": MAX_DENSE_BYTES,
+                               "backend": "sklearn", "device": None},
     check=_check, description="K-Means (K = classes) accuracy, majority and one-to-one mappings")

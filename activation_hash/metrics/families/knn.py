@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bits import iter_chunks, popcount, rows_per_chunk, unique_rows
+from ..bits import CHUNK_BYTES, iter_chunks, popcount, rows_per_chunk, unique_rows
 from ..registry import CodeSet, MetricFamily
 from ..threads import capped
 
@@ -111,16 +111,17 @@ def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _search(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray, k: int,
-            n_bits: int | None, device: Any) -> tuple[np.ndarray, ...]:
+            n_bits: int | None, device: Any, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
     n_train = train.shape[0]
     if not 1 <= k <= n_train:
         raise ValueError(f"k={k}: must be between 1 and the number of training codes ({n_train})")
     if device is not None:
         import torch
         return _gemm_neighbors(train, y, n_classes, test, k,
-                               n_bits if n_bits is not None else 8 * train.shape[1], torch.device(device))
+                               n_bits if n_bits is not None else 8 * train.shape[1], torch.device(device),
+                               block_bytes)
     with capped():
-        return _faiss_neighbors(train, y, n_classes, test, k)
+        return _faiss_neighbors(train, y, n_classes, test, k, block_bytes)
 
 
 def knn_neighbors(train: np.ndarray, test: np.ndarray, k: int, *, n_bits: int | None = None,
@@ -135,11 +136,11 @@ def knn_neighbors(train: np.ndarray, test: np.ndarray, k: int, *, n_bits: int | 
 
 
 def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 9, *,
-                n_bits: int | None = None, device: Any = None) -> KNNResult:
+                n_bits: int | None = None, device: Any = None, block_bytes: int = BLOCK_BYTES) -> KNNResult:
     """Uniform-vote k-NN of the test codes: index-rule predictions, ties and tie counts."""
     classes, y = np.unique(train_labels, return_inverse=True)
     n_classes = classes.size
-    neighbors, distances, closer, at_kth = _search(train, y, n_classes, test, k, n_bits, device)
+    neighbors, distances, closer, at_kth = _search(train, y, n_classes, test, k, n_bits, device, block_bytes)
     n_test = neighbors.shape[0]
     flat = (np.arange(n_test)[:, None] * n_classes + y[neighbors]).ravel()
     votes = np.bincount(flat, minlength=n_test * n_classes).reshape(n_test, n_classes)
@@ -247,7 +248,7 @@ def _class_counts(mask: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nd
 
 
 def _faiss_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray,
-                     k: int) -> tuple[np.ndarray, ...]:
+                     k: int, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
     faiss = _faiss()
     n_train = train.shape[0]
     train_p = _faiss_pad(train)
@@ -263,7 +264,7 @@ def _faiss_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.
     n_cand = min(n_train, k + EXTRA)
     while todo.size:
         unfinished = []
-        for lo, hi in iter_chunks(todo.size, rows_per_chunk(n_cand * _CAND_BYTES, BLOCK_BYTES)):
+        for lo, hi in iter_chunks(todo.size, rows_per_chunk(n_cand * _CAND_BYTES, block_bytes)):
             rows = todo[lo:hi]
             dist, idx = faiss.knn_hamming(query[rows], train_p, n_cand)  # ascending distances
             kth = dist[:, k - 1]
@@ -292,18 +293,19 @@ def _unpack_on(packed, n_bits: int):
 
 
 def _gemm_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray, k: int,
-                    n_bits: int, device) -> tuple[np.ndarray, ...]:
+                    n_bits: int, device, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
     import torch
     if n_bits >= 2**24:
         raise ValueError(f"n_bits={n_bits}: the GEMM k-NN path is exact only below 2**24 bits; "
                          f"use device=None (faiss)")
     n_train, n_test = train.shape[0], test.shape[0]
-    train_t, test_t = torch.from_numpy(train).to(device), torch.from_numpy(test).to(device)
+    from ..torch_backend import as_tensor
+    train_t, test_t = as_tensor(train, device), as_tensor(test, device)
     train_pop = torch.from_numpy(popcount(train)).to(device)
     test_pop = torch.from_numpy(popcount(test)).to(device)
     one_hot = torch.nn.functional.one_hot(torch.from_numpy(y).to(device), n_classes).to(torch.float32)
-    unpack_chunk = rows_per_chunk(max(n_bits, 1) * 5)  # uint8 bits + float32 copy
-    query_chunk = min(unpack_chunk, rows_per_chunk(n_train * _SELECT_BYTES_PER_PAIR, BLOCK_BYTES))
+    unpack_chunk = rows_per_chunk(max(n_bits, 1) * 5, min(CHUNK_BYTES, block_bytes // 4))  # uint8 bits + float32
+    query_chunk = min(unpack_chunk, rows_per_chunk(n_train * _SELECT_BYTES_PER_PAIR, block_bytes))
     neighbors = np.empty((n_test, k), dtype=np.int64)
     distances = np.empty((n_test, k), dtype=np.int32)
     closer = np.empty((n_test, n_classes), dtype=np.int64)
@@ -338,12 +340,18 @@ def _select(dist, k: int, one_hot) -> tuple[np.ndarray, ...]:
 # ---------------------------------------------------------------- family
 
 
-def _compute(codes: CodeSet, *, knn_k: int = 9, device: Any = None) -> dict[str, float]:
+def _compute(codes: CodeSet, *, knn_k: int = 9, device: Any = None, backend: str = "sklearn",
+             max_ram: int | None = None) -> dict[str, float]:
     if knn_k > codes.train_codes.shape[0]:
         raise ValueError(f"metrics.knn_k={knn_k} is larger than the training set "
                          f"({codes.train_codes.shape[0]} codes); allowed: 1..{codes.train_codes.shape[0]}")
+    if backend == "torch" and device is None:  # the GEMM path on the CPU
+        device = "cpu"
+    elif backend == "sklearn":  # faiss on the CPU, whatever the capture's device
+        device = None
+    block = BLOCK_BYTES if max_ram is None else max(2**20, min(BLOCK_BYTES, max_ram // 8))
     result = knn_predict(codes.train_codes, codes.train_labels, codes.test_codes, knn_k,
-                         n_bits=codes.n_bits, device=device)
+                         n_bits=codes.n_bits, device=device, block_bytes=block)
     return {"test/knn_acc": float(result.win_probability(codes.test_labels).mean()),
             "test/knn_acc_index": float(np.mean(result.predictions == codes.test_labels)),
             "test/knn_vote_ties": int(result.vote_tie.sum()),
@@ -360,5 +368,5 @@ FAMILY = MetricFamily(
     name="knn",
     names=("test/knn_acc", "test/knn_acc_index", "test/knn_vote_ties", "test/knn_boundary_ties",
            "test/knn_tie_affected"),
-    compute=_compute, options={"knn_k": 9, "device": None}, check=_check,
+    compute=_compute, options={"knn_k": 9, "device": None, "backend": "sklearn", "max_ram": None}, check=_check,
     description="Hamming K-NN accuracy (expected under random tie-breaking) and tie counts")

@@ -200,7 +200,12 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
 
 
 def _compute(codes: CodeSet, *, logreg_mode: str = "ovo", logreg_seed: int = 9,
-             max_dense_bytes: int = MAX_DENSE_BYTES) -> dict[str, float]:
+             max_dense_bytes: int = MAX_DENSE_BYTES, backend: str = "sklearn", device: Any = None) -> dict[str, float]:
+    if backend == "torch":  # all pairs (ovo) / classes (ovr) in one L-BFGS on the device
+        from ..torch_backend import logreg_accuracy as torch_logreg
+        return {"test/logreg_acc": torch_logreg(codes.train_codes, codes.train_labels, codes.test_codes,
+                                                codes.test_labels, codes.n_bits, mode=logreg_mode,
+                                                device=device, max_bytes=max_dense_bytes)}
     return {"test/logreg_acc": logreg_accuracy(codes.train_codes, codes.train_labels, codes.test_codes,
                                                codes.test_labels, codes.n_bits, mode=logreg_mode,
                                                seed=logreg_seed, max_dense_bytes=max_dense_bytes)}
@@ -216,5 +221,6 @@ def _check(options: Mapping[str, Any]) -> None:
 
 FAMILY = MetricFamily(
     name="logreg", names=("test/logreg_acc",), compute=_compute,
-    options={"logreg_mode": "ovo", "logreg_seed": 9, "max_dense_bytes": MAX_DENSE_BYTES}, check=_check,
+    options={"logreg_mode": "ovo", "logreg_seed": 9, "max_dense_bytes": MAX_DENSE_BYTES,
+             "backend": "sklearn", "device": None}, check=_check,
     description="logistic-regression test accuracy (one-vs-one by default, as the authors)")

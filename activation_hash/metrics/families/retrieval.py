@@ -130,8 +130,10 @@ def unit_order(selection: str, codes: CodeSet, query: np.ndarray, db: np.ndarray
     return np.argsort(np.abs(rates - 0.5), kind="stable")
 
 
-def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, **flat: Any) -> dict[str, Any]:
+def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, backend: str = "sklearn",
+             device: Any = None, **flat: Any) -> dict[str, Any]:
     opts = check_options({**dict(retrieval or {}), **flat})
+    on = {"device": device if backend == "torch" else None, "backend": backend}
     q_rows, db_test_rows = split(codes, opts["protocol"], opts["queries_per_class"], opts["seed"])
     n_bits = codes.n_bits
     query, q_labels = codes.test_codes[q_rows], codes.test_labels[q_rows]
@@ -139,7 +141,7 @@ def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, **fl
     db_labels = np.concatenate([codes.train_labels, codes.test_labels[db_test_rows]])
     top_k, curves = opts["top_k"], opts["pr_curves"]
 
-    main = retrieval_metrics(query, q_labels, db, db_labels, n_bits, top_k=top_k)
+    main = retrieval_metrics(query, q_labels, db, db_labels, n_bits, top_k=top_k, **on)
     out: dict[str, Any] = {"test/retrieval_n_query": int(q_rows.size), "test/retrieval_db_size": int(db.shape[0]),
                            "test/retrieval_db_from_test": int(db_test_rows.size),
                            "test/retrieval_queries_no_relevant": main.n_no_relevant,
@@ -156,7 +158,7 @@ def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, **fl
             keep = np.zeros(n_bits, dtype=bool)
             keep[order[:b]] = True
             res = retrieval_metrics(select_bits(query, n_bits, keep), q_labels, select_bits(db, n_bits, keep),
-                                    db_labels, b, top_k=top_k)
+                                    db_labels, b, top_k=top_k, **on)
             out.update(res.as_metrics(suffix=f"/neural_{selection}/{budget}", curves=curves))
 
     budgets = [b for b in opts["bits"] if b != "full"]
@@ -172,7 +174,8 @@ def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, **fl
         for method in opts["baselines"]:
             for b in budgets if method == "lsh" else pca_bits:
                 hasher = fit_hasher(method, db_x, b, seed=opts["seed"], pca=pca)
-                res = retrieval_metrics(hasher.encode(q_x), q_labels, hasher.encode(db_x), db_labels, b, top_k=top_k)
+                res = retrieval_metrics(hasher.encode(q_x), q_labels, hasher.encode(db_x), db_labels, b,
+                                        top_k=top_k, **on)
                 out.update(res.as_metrics(suffix=f"/{method}_{feature}/{b}", curves=curves))
     return out
 
@@ -208,7 +211,7 @@ FAMILY = MetricFamily(
     name="retrieval",
     names=metric_names(),  # under the default options; see metric_names(options)
     compute=_compute,
-    options={"retrieval": DEFAULTS},
+    options={"retrieval": DEFAULTS, "backend": "sklearn", "device": None},
     drop_constant=False,  # unit selections index the captured layers (CodeSet.layer_units)
     description="Hamming-ranking retrieval: tie-aware mAP, mAP@R, radius-2 precision, PR curves; "
                 "neural codes at bit budgets vs LSH / PCAH / PCA-ITQ (names with /<method>/<bits>)",
