@@ -185,3 +185,14 @@ def test_authors_recipe_uses_keras_l2_and_glorot() -> None:
     cfg = compose_config(["recipe=authors_code_mlp"])
     assert cfg.model.l2 == 1e-6 and cfg.optimizer.weight_decay == 0.0 and cfg.model.init == "glorot_uniform"
     assert compose_config([]).model.init == "torch"
+
+
+@pytest.mark.parametrize("make", [lambda: DLGN((1, 4, 4), 3, depth=2, width=5, l2=0.1),
+                                  lambda: DeepLinear((1, 4, 4), 3, depth=2, width=5, l2=0.1)])
+def test_dlgn_and_deep_linear_take_the_keras_l2_term(make) -> None:
+    net = make()
+    (term,) = net.loss_terms()
+    (term.weight * term.value).backward()
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            torch.testing.assert_close(m.weight.grad, 0.2 * m.weight.detach())

@@ -28,6 +28,7 @@ learns. It is the baseline for "features are learned through the gates' half-spa
 linear network x -> U_{L+1} ... U_1 x; its code is the sign pattern of its hidden layers.
 
 `init`: torch (PyTorch's default) or glorot_uniform (Keras': Glorot-uniform weights, zero biases).
+`l2`: Keras-style L2 factor on the weight matrices, a loss term (as for the MLP; 0 = none).
 
 `batch_norm=true` (set by the authors' MLP recipe and by regularizer=batch_norm) puts a BatchNorm1d
 on every gating pre-activation, before its CodeUnit. In eval mode that is a per-unit affine map, so
@@ -44,7 +45,8 @@ import torch
 from torch import nn
 
 from activation_hash.codes.units import CodeUnit
-from activation_hash.models.mlp import INITS, glorot_uniform_, hidden_widths
+from activation_hash.models.loss_terms import LossTerm, keras_l2
+from activation_hash.models.mlp import INITS, check_l2, glorot_uniform_, hidden_widths
 
 VARIANTS = ("dlgn", "dlgn_sf", "dgn")
 VALUE_INPUTS = ("ones", "x")
@@ -71,7 +73,7 @@ class DLGN(nn.Module):
                  split_width: bool = False, widths: Sequence[int] | None = None, variant: str = "dlgn",
                  beta: float = 4.0, hard_gates: bool = False, value_input: str = "ones",
                  gating_bias: bool = False, value_bias: bool = False, batch_norm: bool = False,
-                 freeze_gates: bool = False, init: str = "torch"):
+                 freeze_gates: bool = False, init: str = "torch", l2: float = 0.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant={variant!r}: allowed: {', '.join(VARIANTS)}")
@@ -93,6 +95,7 @@ class DLGN(nn.Module):
             raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
         if init == "glorot_uniform":
             glorot_uniform_(self)
+        self.l2 = check_l2(l2)
         self.freeze_gates = bool(freeze_gates)
         if self.freeze_gates:
             if batch_norm:
@@ -100,6 +103,9 @@ class DLGN(nn.Module):
                                  "would still move the gates); set model.batch_norm=false")
             for p in self.gating.parameters():
                 p.requires_grad_(False)
+
+    def loss_terms(self) -> list[LossTerm]:
+        return [keras_l2(self, self.l2)] if self.l2 > 0 else []
 
     def gating_preactivations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """g^1..g^L for a batch (each passed through its CodeUnit, so a recorder sees them)."""
@@ -171,7 +177,7 @@ class DeepLinear(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 2, width: int = 100,
                  split_width: bool = False, widths: Sequence[int] | None = None, bias: bool = False,
-                 init: str = "torch"):
+                 init: str = "torch", l2: float = 0.0):
         super().__init__()
         sizes = hidden_widths(depth, width, split_width, widths)
         dims = [math.prod(input_shape)] + sizes
@@ -182,6 +188,10 @@ class DeepLinear(nn.Module):
             raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
         if init == "glorot_uniform":
             glorot_uniform_(self)
+        self.l2 = check_l2(l2)
+
+    def loss_terms(self) -> list[LossTerm]:
+        return [keras_l2(self, self.l2)] if self.l2 > 0 else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x.flatten(1)

@@ -56,14 +56,18 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         if init not in INITS:
             raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
-            raise ValueError(f"model.l2={l2!r}: must be a number >= 0 (0: no L2 term)")
-        self.l2 = float(l2)
+        self.l2 = check_l2(l2)
         if init == "glorot_uniform":
             glorot_uniform_(self)
 
     def loss_terms(self) -> list[LossTerm]:
         return [keras_l2(self, self.l2)] if self.l2 > 0 else []
+
+
+def check_l2(l2: object) -> float:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+        raise ValueError(f"model.l2={l2!r}: must be a number >= 0 (0: no L2 term)")
+    return float(l2)
 
 
 def glorot_uniform_(module: nn.Module) -> nn.Module:
