@@ -200,3 +200,13 @@ def test_the_report_writes_claims_csv_and_links_a_failed_claims_figure(tmp_path:
     text = report.read_text().split("## Claims")[1]
     assert "[figure](fig2a_model_size_mnist.png)" in text and (tmp_path / "out" / "fig2a_model_size_mnist.png").is_file()
     assert "Failing claims:" in text and "`width_test_redundancy_falls`" in text
+
+
+def test_the_claims_command_prints_the_record_and_writes_claims_csv(tmp_path: Path, capsys) -> None:
+    from activation_hash.analysis.__main__ import main
+    table(lambda w, s, e: 1 / w + 0.001 * s).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["claims", "--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "c.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "| width_test_redundancy_falls | 002 |" in text and "| holds | -1.000 ± 0.000 (3) | 12 runs |" in text
+    assert "`python -m activation_hash +experiment=random_data profile=cpu -m`" in text
+    assert len(pd.read_csv(tmp_path / "c.csv")) == len(load_claims())

@@ -395,3 +395,20 @@ def claims_section(frame: pd.DataFrame, out: Path) -> list[str]:
             lines.append(f"- `{r['id']}` ({r['source']}): the paper says \"{r['statement']}\"; measured "
                          f"{r['measured']:.3f} ({r['reason']}).{link}")
     return lines + [""]
+
+
+def claims_record(frame: pd.DataFrame) -> str:
+    """The reproduction record (docs/reproduction.md): one row per claim with the paper's words,
+    the verdict, the measured value ± seed spread, and the runs behind it or the command to run."""
+    c = counts(frame)
+    lines = ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in c.items()) + ".", "",
+             "| claim | paper | source | the paper says | check | verdict | measured ± spread (seeds) | runs, or the command that would run it |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for _, r in frame.iterrows():
+        measured = "" if pd.isna(r["measured"]) else f"{r['measured']:.3f} ± " + (
+            "undefined" if pd.isna(r["spread"]) else f"{r['spread']:.3f}") + f" ({r['n_seeds']})"
+        behind = f"`{r['command']}`" if r["verdict"] == "not run" else f"{r['n_runs']} runs"
+        statement = str(r["statement"]).replace("|", "/")
+        lines.append(f"| {r['id']} | {r['paper']} | {r['source']} | {statement} | {r['check']} | "
+                     f"{'**fails**' if r['verdict'] == 'fails' else r['verdict']} | {measured} | {behind} |")
+    return "\n".join(lines) + "\n"
