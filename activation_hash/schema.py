@@ -163,6 +163,9 @@ RULES: dict[str, Check] = {
     "model.widths": int_list(1),
     "model.split_width": boolean,
     "model.batch_norm": boolean,
+    "model.init": choice("torch", "glorot_uniform"),
+    "model.l2": number(0),
+    "model.freeze_gates": boolean,
     "model.base_width": integer(1),
     "model.modularize": boolean,
     "optimizer.lr": number(0, lo_open=True),
@@ -177,6 +180,7 @@ RULES: dict[str, Check] = {
     "data.val_fraction": number(0, 1, hi_open=True),
     "data.label_noise": number(0, 1),
     "data.random_inputs": choice(*RANDOM_INPUTS),
+    "data.random_inputs_dist": choice("uniform01", "uniform_pm1", "unit_ball", "gaussian"),
     "data.batch_size": integer(1),
     "data.eval_batch_size": integer(1),
     "data.download": boolean,
@@ -210,6 +214,7 @@ RULES: dict[str, Check] = {
     "metrics.diameter.grid_t_max": number(0, lo_open=True),
     "metrics.diameter.random": boolean,
     "metrics.diameter.seed": integer(0),
+    "metrics.diameter.sample": choice("first", "random"),
     "metrics.halfspaces.enabled": choice("auto", True, False),
     "metrics.halfspaces.save": boolean,
     "metrics.halfspaces.images": choice("auto", True, False),
@@ -274,7 +279,7 @@ def _split(message: str) -> tuple[str, str, str]:
 
 # A regularizer arm of the regularization study resets these keys; a recipe that sets them to
 # something else would be silently undone by the group listed later, so the pair is refused.
-_REGULARIZER_RESETS = {"none": ("model.batch_norm", "optimizer.weight_decay", "trainer.gradient_clip_val")}
+_REGULARIZER_RESETS = {"none": ("model.batch_norm", "model.l2", "optimizer.weight_decay", "trainer.gradient_clip_val")}
 
 
 def _group_conflicts(cfg: DictConfig) -> None:

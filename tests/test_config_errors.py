@@ -26,6 +26,7 @@ BAD = [
     "data.train_size=0", "data.train_size=1.5", "data.test_size=-2", "data.val_fraction=1.0",
     "data.label_noise=2", "data.random_inputs=sometimes", "data.batch_size=0", "trainer.max_epochs=-1",
     "trainer.max_epochs=ten", "trainer.gradient_clip_val=0", "progress_bar=fancy", "skip_finished=maybe",
+    "model.init=he", "model.l2=-1", "data.random_inputs_dist=cauchy", "metrics.diameter.sample=stratified",
 ]
 EXTRA = {"optimizer.momentum=1.5": ["optimizer=sgd"], "scheduler.step_size=0": ["scheduler=step"],
          "scheduler.gamma=-1": ["scheduler=step"], "regularizer=none": ["recipe=authors_code_mlp"],

@@ -82,3 +82,28 @@ def test_section_is_absent_without_dlgn_runs(tmp_path: Path):
 def test_last_table_lists_every_model_and_width(tmp_path: Path):
     md = last_table(tidy(_table(tmp_path)))
     assert md.count("| ReLU MLP |") == md.count("| DLGN |") == md.count("| DLGN-SF |") == 2
+
+
+def test_baseline_family_names():
+    assert family("activation_hash.models.dlgn.DLGN", "dlgn", True) == "DLGN (frozen gates)"
+    assert family("activation_hash.models.dlgn.DLGN", "dlgn", False) == "DLGN"
+    assert family("activation_hash.models.dlgn.DeepLinear", None) == "deep linear"
+
+
+def test_gate_excess_subtracts_each_runs_initial_score() -> None:
+    from activation_hash.analysis.dlgn_figures import gate_excess, gate_excess_table
+    rows = []
+    for frozen, seed in ((f, s) for f in (False, True) for s in (0, 1, 2)):
+        for epoch in (0, 1, 4):
+            grow = 0.0 if frozen else 0.1 * epoch / 4 * (1 + seed)
+            rows.append({"run_dir": f"r{frozen}{seed}", "seed": seed, "epoch": epoch, "model.width": 20,
+                         "model._target_": "activation_hash.models.dlgn.DLGN", "model.variant": "dlgn",
+                         "model.freeze_gates": frozen, "test/gate_cluster_score_l1": 0.3 + 0.01 * seed,
+                         "test/gate_cluster_score_l2": 0.46 + 0.01 * seed + grow})
+    out = gate_excess(tidy(pd.DataFrame(rows))).set_index(["family", "layer"])
+    learned, frozen = out.loc[("DLGN", 2)], out.loc[("DLGN (frozen gates)", 2)]
+    assert learned["excess_mean"] == pytest.approx(np.mean([0.1, 0.2, 0.3]))
+    assert learned["excess_std"] == pytest.approx(np.std([0.1, 0.2, 0.3], ddof=1))
+    assert learned["init_mean"] == pytest.approx(0.47) and learned["runs"] == 3
+    assert frozen["excess_mean"] == pytest.approx(0.0) and out.loc[("DLGN", 1), "excess_mean"] == pytest.approx(0.0)
+    assert "| 20 | DLGN | 2 | 0.470 | 0.670 | +0.200 ± 0.100 | 3 |" in gate_excess_table(out.reset_index())

@@ -36,7 +36,7 @@ def test_factor_studies_train_a_dlgn(experiment, variant, tmp_path: Path) -> Non
 
 def test_dlgn_vs_relu_smoke_grid_is_small_and_every_job_composes() -> None:
     grid = hydra_grid("dlgn_vs_relu", "smoke")
-    assert grid["model"] == ["mlp", "dlgn", "dlgn_sf"] and len(grid["seed"]) >= 2
+    assert grid["model"] == ["mlp", "dlgn", "dlgn_frozen", "deep_linear", "dlgn_sf"] and len(grid["seed"]) >= 2
     jobs = list(itertools.product(*([f"{k}={v}" for v in values] for k, values in grid.items())))
     assert len(jobs) <= 24
     units = {}
@@ -46,8 +46,10 @@ def test_dlgn_vs_relu_smoke_grid_is_small_and_every_job_composes() -> None:
         assert list(cfg.codes.epochs)[0] == 0 and max(cfg.codes.epochs) == cfg.trainer.max_epochs
         name = cfg.model._target_.rsplit(".", 1)[1] + ("_" + cfg.model.variant if "variant" in cfg.model else "")
         units.setdefault((cfg.model.width, cfg.seed), set()).add((name, cfg.model.depth * cfg.model.width))
+        assert cfg.model.get("freeze_gates", False) == ("model=dlgn_frozen" in job)
     # matched unit counts: at every width the three models have the same depth x width code units
     for members in units.values():
-        assert {n for n, _ in members} == {"MLP", "DLGN_dlgn", "DLGN_dlgn_sf"} and len({u for _, u in members}) == 1
+        assert {n for n, _ in members} == {"MLP", "DLGN_dlgn", "DLGN_dlgn_sf", "DeepLinear"}
+        assert len({u for _, u in members}) == 1
     paper = hydra_grid("dlgn_vs_relu", "paper")
     assert paper["data"] == ["mnist", "fashion_mnist"] and set(grid["model.width"]) <= set(paper["model.width"])

@@ -13,6 +13,9 @@ data set. One line per model family (ReLU MLP, DLGN, DLGN-SF, DGN; per depth whe
   (`test/gate_cluster_score_l{l}` solid, `test/gate_abs_cos_mean_l{l}` dashed, from the
   `halfspaces` probe), one panel per DLGN family, at the largest width;
 - a Markdown table of the last capture per family and width;
+- `dlgn_{study}_{data}_gate_excess.csv` and a table: each layer's gate clustering score at the last
+  capture minus the same run's score at initialization (epoch 0), mean ± std over seeds, so what a
+  random initialization already gives is not read as learned clustering (seed 004's claim);
 - the half-space pictures: each DLGN family's `halfspaces/epoch=NNNN.png` of its last capture at
   the largest width (lowest seed), copied from the run directory the table names, when it exists.
 
@@ -35,17 +38,18 @@ from activation_hash.analysis.figures import plain_ticks, spread_entry
 
 METRICS = {"test/redundancy": "test redundancy", "test/knn_acc": "K-NN acc.", "test/logreg_acc": "LR acc.",
            "test/net_acc": "network acc."}
-FAMILIES = ("ReLU MLP", "DLGN", "DLGN-SF", "DGN")
+FAMILIES = ("ReLU MLP", "DLGN", "DLGN (frozen gates)", "DLGN-SF", "DGN", "deep linear")
 _VARIANTS = {"dlgn": "DLGN", "dlgn_sf": "DLGN-SF", "dgn": "DGN"}
 _GATE = re.compile(r"^test/gate_(?P<name>cluster_score|abs_cos_mean)_l(?P<layer>\d+)$")
 
 
-def family(target: object, variant: object) -> str:
-    """Legend name of a run's model from `model._target_` and `model.variant`."""
+def family(target: object, variant: object, frozen: object = False) -> str:
+    """Legend name of a run's model from `model._target_`, `model.variant`, `model.freeze_gates`."""
     name = str(target).rsplit(".", 1)[-1]
     if name == "DLGN":
-        return _VARIANTS.get(str(variant), f"DLGN ({variant})")
-    return "ReLU MLP" if name == "MLP" else name
+        base = _VARIANTS.get(str(variant), f"DLGN ({variant})")
+        return f"{base} (frozen gates)" if str(frozen).lower() == "true" else base
+    return {"MLP": "ReLU MLP", "DeepLinear": "deep linear"}.get(name, name)
 
 
 def is_dlgn(table: pd.DataFrame) -> pd.Series:
@@ -58,7 +62,8 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
     """Rows with a capture, with `family` (plus the depth when several depths are present)."""
     rows = table[table["epoch"].notna()].copy()
     variant = rows["model.variant"] if "model.variant" in rows.columns else pd.Series(None, index=rows.index)
-    rows["family"] = [family(t, v) for t, v in zip(rows["model._target_"], variant)]
+    frozen = rows["model.freeze_gates"] if "model.freeze_gates" in rows.columns else pd.Series(False, index=rows.index)
+    rows["family"] = [family(t, v, f) for t, v, f in zip(rows["model._target_"], variant, frozen)]
     if "model.depth" in rows.columns and rows["model.depth"].nunique() > 1:
         rows["family"] = rows["family"] + ", depth " + rows["model.depth"].astype("Int64").astype(str)
     rows["epoch"] = rows["epoch"].astype(int)
@@ -196,6 +201,38 @@ def last_table(rows: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gate_excess(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per family, width and layer: gate clustering score at each run's last capture minus the same
+    run's score at epoch 0 (`excess_mean`, `excess_std` over seeds, `init_mean`, `last_mean`, `runs`).
+    Empty when no run has the score at both epoch 0 and a later capture."""
+    columns = ["family", "model.width", "layer", "init_mean", "last_mean", "excess_mean", "excess_std", "runs"]
+    scores = [(int(m.group("layer")), c) for c in rows.columns
+              if (m := _GATE.match(c)) and m.group("name") == "cluster_score"]
+    out = []
+    for (fam, width), part in rows.groupby(["family", "model.width"]):
+        for layer, column in sorted(scores):
+            init = part[part["epoch"] == 0].set_index("run_dir")[column].astype(float)
+            last = _last(part[part["epoch"] > 0]).set_index("run_dir")[column].astype(float)
+            delta = (last - init.reindex(last.index)).dropna()
+            if delta.empty:
+                continue
+            out.append({"family": fam, "model.width": width, "layer": layer,
+                        "init_mean": float(init.reindex(delta.index).mean()),
+                        "last_mean": float(last.reindex(delta.index).mean()),
+                        "excess_mean": float(delta.mean()),
+                        "excess_std": float(delta.std(ddof=1)) if len(delta) > 1 else np.nan, "runs": len(delta)})
+    return pd.DataFrame(out, columns=columns)
+
+
+def gate_excess_table(data: pd.DataFrame) -> str:
+    lines = ["| width | model | layer | at init | last | last − init | runs |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for _, r in data.sort_values(["model.width", "family", "layer"]).iterrows():
+        spread = "" if pd.isna(r["excess_std"]) else f" ± {r['excess_std']:.3f}"
+        lines.append(f"| {r['model.width']:g} | {r['family']} | {r['layer']} | {r['init_mean']:.3f} | "
+                     f"{r['last_mean']:.3f} | {r['excess_mean']:+.3f}{spread} | {r['runs']} |")
+    return "\n".join(lines) + "\n"
+
+
 def copy_halfspace_pictures(rows: pd.DataFrame, out: Path, tag: str) -> list[tuple[str, str]]:
     """(file in `out`, caption) per DLGN family: the largest width's lowest-seed run, last capture."""
     copied = []
@@ -252,6 +289,13 @@ def dlgn_section(table: pd.DataFrame, out: Path, dpi: int,
             md = last_table(sub)
             write_atomic(out / f"{tag}_table.md", f"# Last capture, {where}\n\n{md}")
             lines += [f"Last capture per model and width (mean ± std over seeds):\n", md]
+            excess = gate_excess(sub)
+            if not excess.empty:
+                write_atomic(out / f"{tag}_gate_excess.csv", excess.to_csv(index=False))
+                lines += ["Gate clustering beyond initialization: each layer's clustering score (mean over gates "
+                          "of the largest |cos| to another gate of the layer) at the last capture minus the same "
+                          f"run's score at epoch 0 (mean ± std over seeds; [{tag}_gate_excess.csv]({tag}_gate_excess.csv)). "
+                          "Frozen gates give 0 by construction.\n", gate_excess_table(excess)]
             for file, caption in copy_halfspace_pictures(sub, out, tag):
                 lines += [f"![half-spaces]({file})\n", f"*Effective gating weights, {caption}.*\n"]
     return lines

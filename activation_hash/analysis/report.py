@@ -3,7 +3,8 @@
     python -m activation_hash.analysis report outputs/multirun --out reports/paper
     python -m activation_hash.analysis report --table table.csv --out reports/paper --set phase.rule.eps_r=0.02
 
-Writes `table.csv`; for each figure recipe that applies, `NAME.png` and `NAME.csv` (the numbers
+Writes `table.csv`, `claims.csv` (every claim of conf/report/claims.yaml with its verdict on this
+table, see activation_hash/analysis/claims.py); for each figure recipe that applies, `NAME.png` and `NAME.csv` (the numbers
 drawn); for each table recipe `NAME.md`; for each phase chart `NAME.png` and `NAME.csv` (the
 regime of every run and capture); and `report.md`, which embeds them, states the settings found
 (studies, runs, seeds, grids, epochs, profile, git revisions) and the phase rule, and lists what
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 import activation_hash
 from activation_hash.analysis.collect import collect_runs, load_table, save_table, write_atomic
 from activation_hash.analysis.binary_encoding_figures import latent_histograms
+from activation_hash.analysis.claims import claims_section, evaluate_all, load_claims
 from activation_hash.analysis.dlgn_figures import dlgn_section
 from activation_hash.analysis.figures import Recipe, label, render
 from activation_hash.analysis.knn_ties import knn_ties_section
@@ -130,6 +132,7 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     lines += latent_histograms(plotted, out, dpi, _write_png)  # binary-encoding study only
     dlgn_lines = dlgn_section(plotted, out, dpi, _write_png)  # tables with DLGN runs only
     lines += dlgn_lines
+    lines += _claims(table, cfg, out)
 
     lines.append("## Skipped\n")
     lines += [f"- `{name}`: {why}" for name, why in skipped] or ["Nothing was skipped."]
@@ -141,6 +144,17 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
         if uncovered:
             lines.append(f"\nStudies in the table that no figure recipe names: {', '.join(map(str, uncovered))}.")
     return write_atomic(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _claims(table: pd.DataFrame, cfg: DictConfig, out: Path) -> list[str]:
+    """claims.csv and the Claims section: every registered claim decided on the table as written
+    (`claims.file`: another registry; `claims.enabled: false` leaves both out)."""
+    spec = OmegaConf.to_container(cfg.claims, resolve=True) if "claims" in cfg else {}
+    if spec.get("enabled") is False:
+        return []
+    frame = evaluate_all(table, load_claims(spec.get("file")))
+    write_atomic(out / "claims.csv", frame.to_csv(index=False))
+    return claims_section(frame, out)
 
 
 def _shown(table: pd.DataFrame, value_labels: dict[str, dict[str, str]]) -> pd.DataFrame:

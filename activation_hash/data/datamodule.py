@@ -12,9 +12,10 @@ from its own random stream, so changing one option never reshuffles another):
                   get a label drawn uniformly from ALL classes, the true one included (the
                   authors' convention), so about label_noise * (K - 1) / K of the labels end up
                   wrong. `noisy_mask` marks the chosen samples; `y_train_clean` keeps the truth.
-    random_inputs -> i.i.d. U[0, 1) pixels of the same shape replace the inputs of the
-                  training set (`train`), of the validation and test sets (`eval`), or all
-                  (`both`); labels are kept.
+    random_inputs -> random inputs of the same shape replace the inputs of the training set
+                  (`train`), of the validation and test sets (`eval`), or all (`both`); labels are
+                  kept. `random_inputs_dist`: uniform01 (i.i.d. U[0, 1) pixels, the default) |
+                  uniform_pm1 | unit_ball | gaussian (activation_hash.data.random_inputs).
 
 Inputs are float32 (N, C, H, W) in [0, 1], labels int64. Every value is checked in `__init__`
 (and against the data in `setup()`) before any training, with errors of the form
@@ -35,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 
 from activation_hash.data.augment import make_augment
+from activation_hash.data.random_inputs import DISTRIBUTIONS, random_inputs
 from activation_hash.data.sources import DATASETS, Arrays, Source, make_source
 from activation_hash.data.tensor_loader import TensorBatchLoader
 
@@ -68,7 +70,8 @@ class InMemoryDataModule(pl.LightningDataModule):
                  random_inputs: str | None = "none", test_size: int | None = None, batch_size: int = 128,
                  eval_batch_size: int = 1024, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
                  mirrors: Sequence[str] | None = None, checksums: Mapping[str, str | None] | None = None,
-                 options: Mapping[str, Any] | None = None, augment: str | None = None):
+                 options: Mapping[str, Any] | None = None, augment: str | None = None,
+                 random_inputs_dist: str = "uniform01"):
         super().__init__()
         self.augment = make_augment(augment)  # data.augment (training batches only): none | flip_crop
         random_inputs = "none" if random_inputs is None else random_inputs
@@ -84,6 +87,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.train_size, self.test_size = train_size, test_size
         self.val_fraction, self.label_noise = float(val_fraction), float(label_noise)
         self.random_inputs = random_inputs
+        if random_inputs_dist not in DISTRIBUTIONS:
+            raise ValueError(f"data.random_inputs_dist={random_inputs_dist!r}: allowed: {', '.join(DISTRIBUTIONS)}")
+        self.random_inputs_dist = random_inputs_dist
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.seed, self.shuffle, self.drop_last = int(seed), shuffle, drop_last
         if isinstance(mirrors, str):
@@ -180,8 +186,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         return labels, mask
 
     def _uniform(self, like: torch.Tensor, purpose: str) -> torch.Tensor:
-        values = seeded_rng(self.seed, purpose).random(tuple(like.shape), dtype=np.float32)
-        return torch.from_numpy(values)
+        return torch.from_numpy(random_inputs(seeded_rng(self.seed, purpose), tuple(like.shape),
+                                              self.random_inputs_dist))
 
     def to(self, device: torch.device | str) -> InMemoryDataModule:
         """Move every held tensor, and every loader handed out so far, to `device`."""

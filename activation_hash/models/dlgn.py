@@ -21,6 +21,15 @@ there would record every gating unit twice.
 `hard_gates=true` uses G^l = 1[g^l > 0] in the forward pass, with the gradient of
 sigmoid(beta g^l) (straight-through), so such a network still trains; it is the beta -> inf limit.
 
+`freeze_gates=true` keeps the gating network at its initialization (its parameters get no
+gradient): the gates stay the random half-spaces they start as, and only the value network
+learns. It is the baseline for "features are learned through the gates' half-spaces" (seed 004).
+`DeepLinear` is the other baseline: the value network with every gate fixed open, i.e. a deep
+linear network x -> U_{L+1} ... U_1 x; its code is the sign pattern of its hidden layers.
+
+`init`: torch (PyTorch's default) or glorot_uniform (Keras': Glorot-uniform weights, zero biases).
+`l2`: Keras-style L2 factor on the weight matrices, a loss term (as for the MLP; 0 = none).
+
 `batch_norm=true` (set by the authors' MLP recipe and by regularizer=batch_norm) puts a BatchNorm1d
 on every gating pre-activation, before its CodeUnit. In eval mode that is a per-unit affine map, so
 the gating network stays affine in x and every gate is still a half-space;
@@ -36,7 +45,8 @@ import torch
 from torch import nn
 
 from activation_hash.codes.units import CodeUnit
-from activation_hash.models.mlp import hidden_widths
+from activation_hash.models.loss_terms import LossTerm, keras_l2
+from activation_hash.models.mlp import INITS, check_l2, glorot_uniform_, hidden_widths
 
 VARIANTS = ("dlgn", "dlgn_sf", "dgn")
 VALUE_INPUTS = ("ones", "x")
@@ -62,7 +72,8 @@ class DLGN(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 2, width: int = 100,
                  split_width: bool = False, widths: Sequence[int] | None = None, variant: str = "dlgn",
                  beta: float = 4.0, hard_gates: bool = False, value_input: str = "ones",
-                 gating_bias: bool = False, value_bias: bool = False, batch_norm: bool = False):
+                 gating_bias: bool = False, value_bias: bool = False, batch_norm: bool = False,
+                 freeze_gates: bool = False, init: str = "torch", l2: float = 0.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant={variant!r}: allowed: {', '.join(VARIANTS)}")
@@ -80,6 +91,21 @@ class DLGN(nn.Module):
         value_in = [self.input_dim] + sizes[:-1]
         self.value = nn.ModuleList(nn.Linear(i, o, bias=value_bias) for i, o in zip(value_in, sizes))
         self.head = nn.Linear(sizes[-1], num_classes)  # the last nn.Linear: its input is v^L
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
+        if init == "glorot_uniform":
+            glorot_uniform_(self)
+        self.l2 = check_l2(l2)
+        self.freeze_gates = bool(freeze_gates)
+        if self.freeze_gates:
+            if batch_norm:
+                raise ValueError("model.freeze_gates=true: not with model.batch_norm=true (its running statistics "
+                                 "would still move the gates); set model.batch_norm=false")
+            for p in self.gating.parameters():
+                p.requires_grad_(False)
+
+    def loss_terms(self) -> list[LossTerm]:
+        return [keras_l2(self, self.l2)] if self.l2 > 0 else []
 
     def gating_preactivations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """g^1..g^L for a batch (each passed through its CodeUnit, so a recorder sees them)."""
@@ -141,3 +167,34 @@ class DLGN(nn.Module):
         """A_l = W_l...W_1 (dlgn) or W_l (dlgn_sf) per layer, shape (n_l, input dim): row i is the
         normal of gate i's half-space {x : A_l[i] . x + c_l[i] > 0} (see `effective_gating`)."""
         return [A for A, _ in self.effective_gating()]
+
+
+class DeepLinear(nn.Module):
+    """A deep linear network x -> U_{L+1} U_L ... U_1 x (biases with `bias`), hidden widths as
+    for the MLP: the DLGN's value network with every gate fixed open (v^0 = x). It has no
+    nonlinearity; its code is the sign pattern of each hidden layer (a CodeUnit per layer), so
+    every study and metric runs on it unchanged."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 2, width: int = 100,
+                 split_width: bool = False, widths: Sequence[int] | None = None, bias: bool = False,
+                 init: str = "torch", l2: float = 0.0):
+        super().__init__()
+        sizes = hidden_widths(depth, width, split_width, widths)
+        dims = [math.prod(input_shape)] + sizes
+        self.layers = nn.ModuleList(nn.Linear(i, o, bias=bias) for i, o in zip(dims[:-1], dims[1:]))
+        self.codes = nn.ModuleList(CodeUnit() for _ in sizes)
+        self.head = nn.Linear(sizes[-1], num_classes, bias=bias)
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
+        if init == "glorot_uniform":
+            glorot_uniform_(self)
+        self.l2 = check_l2(l2)
+
+    def loss_terms(self) -> list[LossTerm]:
+        return [keras_l2(self, self.l2)] if self.l2 > 0 else []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.flatten(1)
+        for layer, code in zip(self.layers, self.codes):
+            v = code(layer(v))
+        return self.head(v)

@@ -24,9 +24,11 @@ a schedule object evaluated in ``set_epoch``:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -60,3 +62,20 @@ class Geometric:
                 break
             value *= self.factor
         return value
+
+
+def weight_matrices(module: nn.Module) -> Iterator[torch.Tensor]:
+    """The kernels Keras' `kernel_regularizer` sees: the weight of every Linear and Conv layer,
+    never a bias nor a normalization layer's scale or shift."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            yield m.weight
+
+
+def keras_l2(module: nn.Module, factor: float) -> LossTerm:
+    """Keras' `regularizers.l2(factor)` on every weight matrix of `module`, as a loss term:
+    factor * sum(W ** 2), whose gradient is 2 * factor * W on weight matrices and 0 on biases.
+    (PyTorch's `weight_decay=factor` adds factor * w to the gradient of every parameter: half the
+    strength, on biases and batch-norm parameters too.) Logged as train/loss_l2 (the unweighted sum)."""
+    value = sum(w.pow(2).sum() for w in weight_matrices(module))
+    return LossTerm("l2", value if isinstance(value, torch.Tensor) else torch.zeros(()), float(factor))

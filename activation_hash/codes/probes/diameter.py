@@ -79,6 +79,7 @@ from torch import nn
 
 from activation_hash.codes.capture import RELU_LIKE, CodeRecorder, relu_like_modules
 from activation_hash.codes.probes import NetworkProbe
+from activation_hash.data.random_inputs import sample_indices
 
 # Modules that are not affine and not units of the code: with them the network is not affine
 # inside a region, so `exact_diameters` is no longer exact.
@@ -313,13 +314,15 @@ def _prefixed(prefix: str, summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 OPTIONS = {"n_samples": 600, "method": "exact", "t_max": None, "grid_step": 0.05, "grid_t_max": 5.0,
-           "random": True, "seed": 0}
+           "random": True, "seed": 0, "sample": "first"}
 
 
 def _compute(model: Any, data: Any, layers: Any, **options: Any) -> dict[str, Any]:
     if options.get("method", "exact") not in METHODS:
         raise ValueError(f"metrics.diameter.method={options['method']!r}: allowed values are {', '.join(METHODS)}")
-    x, _ = data.test_batch(int(options.get("n_samples", OPTIONS["n_samples"])))
+    n, how = int(options.get("n_samples", OPTIONS["n_samples"])), options.get("sample", OPTIONS["sample"])
+    x, _ = data.test_batch(n if how == "first" else 2**62)  # sample=random: from the whole test set
+    x = x[sample_indices(len(x), n, how, int(options.get("seed", 0)))]  # first n, or n at random (seeded)
     return diameter_metrics(model, x, layers, {**OPTIONS, **options})
 
 
