@@ -134,6 +134,8 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         running = [name for name in enabled_probes(metrics, shape) if _probe_runs(name, metrics, shape)]
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
+        if (c.get("model") or {}).get("l2"):
+            return "model.l2: the batched MLP does not add the Keras L2 loss term"
         if (c.get("model") or {}).get("_target_") != MLP_TARGET:
             return _model_reason(c["model"], shape, int(dm.num_classes))
     except Exception as err:  # a bad data, model or probe config fails in the solo run with its own message
