@@ -159,8 +159,8 @@ def _model_reason(model: dict, shape: tuple[int, ...], num_classes: int) -> str 
 def _network_reason(net: torch.nn.Module, shape: tuple[int, ...]) -> str | None:
     """Why a network other than the MLP cannot be a StackedNet member (torch.func), or None."""
     # the solo Classifier's extension points, and the gates the halfspaces probe reads (DLGN)
-    hooks = {"loss_terms": "the batched module does not add its terms", "set_epoch": "the batched module does not call it",
-             "effective_gating": "the halfspaces probe reads it, and probes are not batched"}
+    hooks = {"effective_gating": "the halfspaces probe reads it, and probes are not batched",
+             "loss_terms": "the batched module does not add its terms", "set_epoch": "the batched module does not call it"}
     for name, module in net.named_modules():
         for hook, why in hooks.items():
             if callable(getattr(module, hook, None)):
