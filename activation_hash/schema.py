@@ -121,10 +121,12 @@ def _capture_schedule(cfg: DictConfig) -> Check:
 
 def _layer_selection(v: Any) -> str | None:
     from activation_hash.codes.capture import parse_layers
+    if isinstance(v, str) and v.startswith("name:"):  # a glob on layer names, matched once the network is built
+        return None if len(v) > len("name:") else "name:GLOB needs a pattern, e.g. 'name:layer1.*'"
     try:  # the number of layers is known only once the network is built; check the syntax here
-        parse_layers(OmegaConf.to_object(v) if isinstance(v, ListConfig) else v, 10**6)
+        parse_layers(OmegaConf.to_object(v) if isinstance(v, ListConfig) else v, 1000)
     except ValueError:
-        return "allowed: all, an int k >= 1, a list of ints >= 1, or a range 'i..j', '..j', 'i..'"
+        return "allowed: all, an int k >= 1, a list of ints >= 1, a range 'i..j', '..j', 'i..', or 'name:GLOB'"
     return None
 
 

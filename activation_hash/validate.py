@@ -167,7 +167,6 @@ def _task_config(config: DictConfig, run: bool) -> DictConfig:
     set the way Hydra sets it); an unresolvable or missing value is a ConfigError naming its key."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import OmegaConfBaseException
-    config = config.copy()
     hydra = config.hydra
     with read_write(hydra), open_dict(hydra):
         HydraConfig.instance().set_config(config)
@@ -178,21 +177,28 @@ def _task_config(config: DictConfig, run: bool) -> DictConfig:
         with read_write(hydra.runtime), open_dict(hydra.runtime):
             hydra.runtime.output_dir = os.path.abspath(out)
     HydraConfig.instance().set_config(config)
-    task = config.copy()
-    with open_dict(task):
-        task.pop("hydra", None)
+    task = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
+    try:
+        plain = OmegaConf.to_container(task, resolve=True)
+    except OmegaConfBaseException:
+        _blame_unresolved(task)
+        raise
+    return OmegaConf.create(plain)
+
+
+def _blame_unresolved(config: DictConfig) -> None:
+    """The ConfigError for the first key of the task config that is missing or does not resolve."""
+    from omegaconf.errors import OmegaConfBaseException
+    task = config
     for key in _leaf_keys(task):
         try:
             OmegaConf.select(task, key, throw_on_missing=True, throw_on_resolution_failure=True)
         except OmegaConfBaseException as err:
-            value = task._get_node(key)._value() if "." not in key else OmegaConf.select(
-                task, key, throw_on_resolution_failure=False)
-            shown = "???" if "Missing mandatory value" in str(err) else value
-            allowed = "is mandatory: set it on the command line" if shown == "???" else \
+            missing = "Missing mandatory value" in str(err) or "MissingMandatoryValue" in type(err).__name__
+            value = "???" if missing else OmegaConf.select(task, key, throw_on_resolution_failure=False)
+            allowed = "is mandatory: set it on the command line" if missing else \
                 f"cannot be resolved ({_one_line(str(err))})"
-            raise ConfigError(key, shown, allowed) from None
-    resolved = OmegaConf.create(OmegaConf.to_container(task, resolve=True))
-    return resolved
+            raise ConfigError(key, value, allowed) from None
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:

@@ -226,7 +226,7 @@ def make_fixtures(tmp: Path) -> None:
     save("float.npz", train_codes=rng.random((60, 3)))
     save("short_labels.npz", train_labels=np.arange(50) % 3)
     save("big_nbits.npz", n_bits=np.array(1000))
-    (tmp / "table.csv").write_text("run_dir,study,epoch,split,test/redundancy\nr1,model_size,0,test,0.5\n")
+    (tmp / "table.csv").write_text("run_dir,finished,study,epoch,split,test/redundancy\nr1,True,model_size,0,test,0.5\n")
 
 
 def _written(root: Path) -> list[str]:
