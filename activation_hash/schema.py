@@ -415,11 +415,17 @@ RULES: dict[str, Check] = {
     "callbacks.early_stopping.check_on_train_epoch_end": choice(True, False, None),
     "callbacks.early_stopping.check_finite": boolean,
     "profile.name": text(),
+    "scheduler": lambda v: None if v is None or isinstance(v, (DictConfig, Mapping)) else
+    "choose a scheduler group option: scheduler=none | step | step_after",
+    "regularizer": lambda v: None if v is None or isinstance(v, (DictConfig, Mapping)) else
+    "choose a regularizer group option: regularizer=none | batch_norm | gradient_clip | weight_decay",
 }
 
 # Keys of a group option, checked where the node's `_target_` is that class (relative to the node).
 _MODELS = "activation_hash.models."
 TARGET_RULES: dict[str, dict[str, Check]] = {
+    _MODELS + "mlp.MLP": {"depth": integer(1), "width": integer(1), "split_width": boolean, "widths": int_list(1),
+                          "batch_norm": boolean, "bias": boolean, "activation": choice("relu", "silu")},
     _MODELS + "dlgn.DLGN": {
         "variant": choice("dlgn", "dlgn_sf", "dgn"), "beta": number(0, lo_open=True), "hard_gates": boolean,
         "value_input": choice("ones", "x"), "gating_bias": boolean, "value_bias": boolean},
@@ -510,8 +516,8 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _target_rules(cfg: DictConfig) -> None:
-    for path in ("model", "data", "scheduler", "optimizer"):
-        node = cfg.get(path)
+    for path in ("model", "data", "scheduler", "optimizer", "model.backbone"):
+        node = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
         if not isinstance(node, DictConfig):
             continue
         for key, check in TARGET_RULES.get(str(node.get("_target_")), {}).items():
@@ -553,6 +559,13 @@ def _data_rules(cfg: DictConfig) -> None:
         if _is_int(value) and value > pool:
             raise ConfigError(key, value, f"is larger than the {what} of {name} ({pool} samples); allowed: 1..{pool} "
                                           "or null (all of it)", sep=" ")
+    # K-NN needs k <= the training samples; the exact count is checked again once the data is read
+    train = data.get("train_size") if _is_int(data.get("train_size")) else sizes[0]
+    k = OmegaConf.select(cfg, "metrics.knn_k", default=None)
+    which = OmegaConf.select(cfg, "metrics.which", default=None)
+    if _is_int(k) and _is_int(train) and k > train and (which is None or "knn" in which):
+        raise ConfigError("metrics.knn_k", k, f"is larger than the training set (at most {train} samples); "
+                                              f"allowed: 1..{train}", sep=" ")
 
 
 def _contradictions(cfg: DictConfig) -> None:
@@ -640,7 +653,8 @@ def _signatures(cfg: DictConfig) -> None:
     of a bool or number argument have that type; torch optimizers and schedulers check their values
     on a dummy parameter (nothing of the run is built)."""
     nodes: list[tuple[str, DictConfig]] = []
-    for path in ("model", "data", "optimizer", "scheduler", "trainer", "model.network", "data.datamodule"):
+    for path in ("model", "data", "optimizer", "scheduler", "trainer", "model.network", "model.backbone",
+                 "data.datamodule"):
         node = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
         if isinstance(node, DictConfig) and "_target_" in node:
             nodes.append((path, node))
@@ -689,8 +703,8 @@ def _check_arguments(path: str, node: DictConfig, obj: Any, target: str) -> None
         if key in _HYDRA_KEYS:
             continue
         if key not in params:
-            if path == "model.backbone":
-                continue
+            if path == "model.backbone" and key == "activation":
+                continue  # read by BinaryEncodingNet, which builds the backbone
             names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
             near = _closest(key, names)
             value = node._get_node(key)._value() if hasattr(node, "_get_node") else node.get(key)
@@ -817,3 +831,40 @@ def _recipe_settings(recipe: str) -> set[str]:
             out.add(prefix[:-1])
     walk(data, "")
     return out
+
+
+# Keys that are not values of their own: Hydra's instantiation keys, an experiment's grid table
+# (its values reach the run through other keys, which are checked) and free-form mappings.
+STRUCTURAL = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+FREE_FORM = ("grid", "data.checksums", "data.mirrors", "callbacks", "logger")
+
+
+def rule_for(cfg: DictConfig, key: str) -> Check | str | None:
+    """The check that covers dotted `key` of a composed config (a rule, a target's rule, or the
+    name of the mechanism that checks it), None when no rule does: tests/test_schema_coverage.py
+    requires a rule for every key any shipped config holds."""
+    if key in RULES:
+        return RULES[key]
+    if key == "codes.epochs":
+        return "capture schedule"  # validate() checks it against trainer.max_epochs
+    last = key.rsplit(".", 1)[-1]
+    if last in STRUCTURAL:
+        return "structural"
+    if key.startswith("data.options."):
+        name = OmegaConf.select(cfg, "data.name", default=None)
+        return DATA_OPTION_RULES.get(str(name), {}).get(key.split(".", 2)[2])
+    for path in ("model.backbone", "model.network", "model", "data", "scheduler", "optimizer"):
+        node = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+        if isinstance(node, DictConfig) and key.startswith(path + "."):
+            rel = key[len(path) + 1:]
+            rules = TARGET_RULES.get(str(node.get("_target_")), {})
+            if rel in rules:
+                return rules[rel]
+    for free in FREE_FORM:
+        if key == free or key.startswith(free + "."):
+            if free in ("callbacks", "logger"):
+                return "signature"  # every key of a callback/logger is an argument of its class (_signatures)
+            return "free-form"
+    if key.startswith("model.network."):
+        return "signature"  # a user network's arguments: checked against its signature
+    return None

@@ -91,17 +91,26 @@ def runs_jobs(argv: Sequence[str]) -> bool:
 def check_command(argv: Sequence[str]) -> int:
     """Compose and check every job `python -m activation_hash ARGV` would run; the number of jobs.
     Raises ConfigError (one bad run, or a Hydra composition error) or SweepError (bad sweep jobs)."""
-    from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
     if any(a.startswith("-") for a in overrides):
         return 0  # a flag the pre-check does not know: Hydra reports it
-    fresh = not GlobalHydra.instance().is_initialized()
-    if not fresh:
+    from hydra.core.hydra_config import HydraConfig
+    if GlobalHydra.instance().is_initialized():
         return 0  # inside another Hydra app (tests composing by hand): Hydra checks it as usual
+    saved = HydraConfig.instance().cfg
+    try:
+        return _check_command(multirun, overrides)
+    finally:
+        HydraConfig.instance().cfg = saved  # as it was: the jobs' configs were set while checking
+
+
+def _check_command(multirun: bool, overrides: list[str]) -> int:
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         mode = RunMode.MULTIRUN if multirun else RunMode.RUN
