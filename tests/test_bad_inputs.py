@@ -84,3 +84,21 @@ def test_documented_values_pass(tmp_path: Path) -> None:
                  ["+trainer.limit_train_batches=0.5"], ["optimizer=sgd", "+optimizer.nesterov=true"],
                  ["-m", "seed=0,1", "hydra/launcher=batched", "hydra.launcher.n_jobs=2"]):
         assert check_command([*argv, f"output_root={tmp_path}"]) >= 1, argv
+
+
+def test_the_batched_launcher_refuses_a_sweep_with_a_bad_job_before_grouping(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The launcher's own check (a sweep started by something else than `python -m activation_hash`)."""
+    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import bad_jobs, refuse_bad_jobs
+    from tests.conftest import compose_config
+    good = compose_config(["model.width=8"], output_dir=tmp_path / "a")
+    bad = compose_config(["model.width=8", "data.batch_size=0"], output_dir=tmp_path / "b")
+    overrides = [["model.width=8"], ["data.batch_size=0"], ["x=1"]]
+    assert bad_jobs([good, good], overrides[:2]) == []
+    lines = bad_jobs([good, bad, "its config does not resolve here (KeyError)"], overrides, first=4)
+    assert lines[0].startswith("data.batch_size=0: must be an int >= 1 [job #5 (data.batch_size=0)]")
+    assert "job #6" in lines[1] and len(lines) == 2
+    with pytest.raises(SystemExit) as exit_:
+        refuse_bad_jobs([good, bad], overrides[:2], 0)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: data.batch_size=0: must be an int >= 1 [job #1")
