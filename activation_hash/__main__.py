@@ -54,7 +54,7 @@ def _app(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         refuse(err)
     except Exception as err:  # noqa: BLE001 - a user class's constructor that raised while being built
-        if (line := _constructor_error(err)) is None:
+        if (line := _constructor_error(err) or _user_target_error(err, cfg)) is None:
             raise
         refuse(line)
     metric = cfg.get("optimized_metric")
@@ -83,6 +83,32 @@ def _constructor_error(err: BaseException) -> str | None:
     what = " ".join(str(cause).split()) if err.__cause__ else " ".join(message.splitlines()[1:2])
     return f"{key.group(1) if key else 'config'}._target_={target.group(1) if target else '?'}: its constructor " \
            f"raised {type(cause).__name__}: {what}"
+
+
+def _user_target_error(err: BaseException, cfg: DictConfig) -> str | None:
+    """`KEY._target_=TARGET: its constructor raised ...` when `err` was raised inside the
+    constructor of a `_target_` outside this package (a user's network, data module or callback),
+    which run() builds by calling the partial Hydra made (so no InstantiationException wraps it)."""
+    from omegaconf import OmegaConf
+    targets = {}
+    for key in ("model", "model.network", "model.backbone", "data", "data.datamodule", "optimizer", "scheduler"):
+        target = OmegaConf.select(cfg, f"{key}._target_", default=None, throw_on_missing=False)
+        if isinstance(target, str) and "." in target and not target.startswith(("activation_hash.", "torch.",
+                                                                                  "pytorch_lightning.")):
+            targets[target.rpartition(".")[0]] = (key, target)
+    if not targets:
+        return None
+    tb = err.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        module = frame.f_globals.get("__name__", "")
+        if module in targets and frame.f_code.co_name in ("__init__", targets[module][1].rpartition(".")[2]):
+            key, target = targets[module]
+            return f"{key}._target_={target}: its constructor raised {type(err).__name__}: {' '.join(str(err).split())}"
+    return None
 
 
 def hoist_multirun_flag(argv: list[str]) -> list[str]:

@@ -102,3 +102,19 @@ def test_the_batched_launcher_refuses_a_sweep_with_a_bad_job_before_grouping(
         refuse_bad_jobs([good, bad], overrides[:2], 0)
     assert exit_.value.code == 2
     assert capsys.readouterr().err.startswith("error: data.batch_size=0: must be an int >= 1 [job #1")
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["model._target_=tests.user_targets.RaisingNet"],
+     "error: model._target_=tests.user_targets.RaisingNet: its constructor raised ValueError: RaisingNet needs 3-D"),
+    (["+callbacks.mine._target_=tests.user_targets.RaisingCallback"],
+     "error: callbacks.mine._target_=tests.user_targets.RaisingCallback: its constructor raised RuntimeError: "
+     "threshold=1.0 is not supported"),
+], ids=["network", "callback"])
+def test_an_exception_in_a_user_constructor_is_one_line_naming_the_target(argv: list[str], line: str,
+                                                                          tmp_path: Path) -> None:
+    code, text, written = run_case("app", argv, tmp_path, tmp_path / "out")
+    errors = [x for x in text.splitlines() if x.startswith("error:")]
+    assert code == 2 and "Traceback" not in text and len(errors) == 1, text
+    assert errors[0].startswith(line), errors
+    assert not [w for w in written if w.endswith(("result.json", "metrics.csv"))], "nothing may be trained"
