@@ -41,3 +41,31 @@ def test_no_non_finite_token_can_be_written(value: float) -> None:
     data = _strict_load(dumps_json({"x": value, "y": [value]}))  # raises on a NaN/Infinity token
     assert data["x"] is None and data["y"] == [None] and "x" in data[NULL_REASONS]
     assert json.dumps(float(value)) in ("NaN", "Infinity", "-Infinity")  # what plain json.dumps would have written
+
+
+def _run_tiny(tmp_path: Path, *overrides: str) -> Path:
+    from activation_hash.run import run
+    from tests.conftest import TINY, compose_config
+    cfg = compose_config([*TINY, "logger=none", *overrides], output_dir=tmp_path / "run")
+    run(cfg)
+    return tmp_path / "run"
+
+
+def test_a_run_with_undefined_metrics_writes_strict_result_json(tmp_path: Path) -> None:
+    """binary-encoding metrics on an MLP (no latent layer): undefined, so null with the family's note."""
+    out = _run_tiny(tmp_path, "metrics.which=[redundancy,binary_encoding]", "trainer.max_epochs=1",
+                    "codes.epochs=[1]")
+    result = _strict_load((out / "result.json").read_text())
+    undefined = [k for k, v in result.items() if v is None and k.startswith("test/")]
+    assert undefined, "the binary-encoding metrics of a network without a latent are undefined"
+    assert set(undefined) <= set(result[NULL_REASONS])
+
+
+@pytest.mark.xfail(reason="encoding.jsonl is written by codes/callback.py with json.dumps: it needs "
+                          "activation_hash.atomic.dumps_json (a one-line hook for the run-contract owner)",
+                   strict=False)
+def test_encoding_jsonl_is_strict_too(tmp_path: Path) -> None:
+    out = _run_tiny(tmp_path, "metrics.which=[redundancy,binary_encoding]", "trainer.max_epochs=1",
+                    "codes.epochs=[1]")
+    for line in (out / "encoding.jsonl").read_text().splitlines():
+        _strict_load(line)
