@@ -499,7 +499,10 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad value of `cfg` (a composed config)."""
     rules = dict(RULES)
     rules["codes.epochs"] = _capture_schedule(cfg)
+    late = ("optimized_metric",)  # metric names are known once metrics.plugins are loaded (_metric_options)
     for key, check in rules.items():
+        if key in late:
+            continue
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         if value is _ABSENT:
             continue
@@ -510,6 +513,10 @@ def validate(cfg: DictConfig) -> None:
     _data_rules(cfg)
     _contradictions(cfg)
     _metric_options(cfg)
+    for key in late:
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is not _ABSENT and (allowed := rules[key](value)) is not None:
+            raise ConfigError(key, value, allowed)
     _group_conflicts(cfg)
     _targets(cfg)
     _signatures(cfg)
