@@ -118,3 +118,14 @@ def test_an_exception_in_a_user_constructor_is_one_line_naming_the_target(argv: 
     assert code == 2 and "Traceback" not in text and len(errors) == 1, text
     assert errors[0].startswith(line), errors
     assert not [w for w in written if w.endswith(("result.json", "metrics.csv"))], "nothing may be trained"
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "retrieval" else [pytest.mark.slow])
+                                  for n in EXPERIMENTS])
+def test_every_study_passes_the_whole_sweep_check(name: str) -> None:
+    """No false refusals: every job of every shipped study (smoke grid) passes the pre-check."""
+    from activation_hash.validate import check_command
+    assert check_command([f"+experiment={name}", "-m", "data.download=true"]) >= 2
