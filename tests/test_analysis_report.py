@@ -67,17 +67,16 @@ def test_report_from_a_table_with_overrides(sweeps: Path, tmp_path: Path) -> Non
 
 
 def test_bad_settings_fail_with_a_message(sweeps: Path, tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["report", str(sweeps), "--out", str(tmp_path / "r"), "--set", "phase.rule.eps_r=0.5"])
-    assert info.value.code == 1 and "eps_r < rho_u" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["report", str(sweeps), "--out", str(tmp_path / "r"), "--config", "no_such_config"])
-    assert "no_such_config" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["report", "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit) as info:
-        main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
-    assert "no run directories" in capsys.readouterr().err
+    """Bad arguments are refused before anything is written: exit 2 and one `error:` line."""
+    bad = [(["report", str(sweeps), "--out", str(tmp_path / "r"), "--set", "phase.rule.eps_r=0.5"], "eps_r < rho_u"),
+           (["report", str(sweeps), "--out", str(tmp_path / "r"), "--config", "no_such_config"], "no_such_config"),
+           (["report", "--out", str(tmp_path / "r")], "--table"),
+           (["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no such directory")]
+    for argv, words in bad:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_partial_config_is_merged_over_the_default(tmp_path: Path) -> None:

@@ -108,6 +108,39 @@ def plan(tasks: Sequence[DictConfig | str], max_members: int | None = None, pad_
     return sorted(units, key=lambda u: u[0]), why
 
 
+def bad_jobs(tasks: Sequence[DictConfig | str], job_overrides: Sequence[Sequence[str]], first: int = 0) -> list[str]:
+    """`KEY=VALUE: what is allowed [job #N (overrides)]` for every job of the sweep whose config is
+    refused by activation_hash.validate.check_config (or does not resolve)."""
+    from activation_hash.schema import ConfigError
+    from activation_hash.validate import check_config
+    bad = []
+    for pos, task in enumerate(tasks):
+        where = f"[job #{first + pos} ({' '.join(filter_overrides(job_overrides[pos]))})]"
+        if isinstance(task, str):
+            bad.append(f"config: {task} {where}")
+            continue
+        try:
+            check_config(task)
+        except ConfigError as err:
+            bad.append(f"{err} {where}")
+    return bad
+
+
+def refuse_bad_jobs(tasks: Sequence[DictConfig | str], job_overrides: Sequence[Sequence[str]], first: int) -> None:
+    """The whole sweep is refused before any unit runs: a line per bad job, exit status 2 (as
+    `python -m activation_hash` does when it checks the sweep first); HYDRA_FULL_ERROR=1 raises."""
+    import sys
+    bad = bad_jobs(tasks, job_overrides, first)
+    if not bad:
+        return
+    from activation_hash.validate import SweepError
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise SweepError(bad, len(tasks))
+    for line in bad:
+        print(f"error: {line}; none of the {len(tasks)} jobs was run", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def unit_device(accelerator: str, devices: Any, unit: int, n_jobs: int, gpu_count: int | None = None,
                 cpu_count: int | None = None):
     """(torch device, Placement) of work unit `unit` when `n_jobs` units run at once: on GPUs
@@ -236,6 +269,7 @@ class BatchedLauncher(Launcher):
                 tasks.append(resolved_task_config(config))
             except Exception as err:  # noqa: BLE001 - the job then runs alone and reports it itself
                 tasks.append(f"its config does not resolve here ({type(err).__name__}: {err})")
+        refuse_bad_jobs(tasks, job_overrides, initial_job_idx)  # before grouping: a bad job trains nothing
         pad = self.pad_widths == "true" or (self.pad_widths == "auto" and torch.cuda.is_available())
         units, why = plan(tasks, self.max_members, pad)
         log.info("Launching %d jobs as %d units (%d batched groups)", len(configs), len(units),
