@@ -37,7 +37,7 @@ from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, assign_devices, jobs_at_once
 from activation_hash.atomic import atomic_write, atomic_write_json
-from activation_hash.loggers import build_loggers, finish_wandb
+from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.resume import LastEpoch, position, restore_csv
 from activation_hash.rundir import CHECKPOINT, claim, resumable
@@ -97,6 +97,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg.get("logger"), extra_tags=_sweep_tags())
     if resumed_at:
         _resume(codes, loggers, *resumed_at)
+    log_config(loggers, cfg, _sweep_tags())  # the config to every logger, after the CSV rows are restored
     if placement.threads:
         torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

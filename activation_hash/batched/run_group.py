@@ -54,7 +54,7 @@ from activation_hash.codes.probes import enabled_probes, probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, metrics_device
-from activation_hash.loggers import build_loggers, finish_wandb
+from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH, compute_families
 from activation_hash.metrics.registry import CodeSet, families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
@@ -443,8 +443,8 @@ class _Group:
                     self.done[m] = {r["epoch"] for r in self.records[m]}
                     # before the CSV writer exists: Lightning's deletes the metrics.csv it finds
                     restore_csv(self.loggers[m], epochs, step)
-            for logger in (lg for loggers in self.loggers for lg in loggers):
-                logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
+            for cfg, loggers, t in zip(cfgs, self.loggers, tags or [[]] * len(cfgs)):
+                log_config(loggers, cfg, t)  # creates the CSV writer (it warns on first use)
 
     def train(self) -> list[dict[str, Any] | BaseException]:
         cfg = self.cfg
