@@ -6,7 +6,7 @@ job's factor values are also under `factors` and, for W&B, its tags. A W&B run's
 its run directory and first start, so a run resumed from its checkpoint continues its W&B run
 (`resume="allow"`) and a run started afresh in the same directory gets a new one.
 Loggers written with `lightning.pytorch` or `pytorch_lightning` are both accepted (`logger=` any
-`_target_`): the Trainer only calls their methods.
+`_target_`; Lightning's own classes are built from pytorch_lightning, see lightning_ns.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from activation_hash.lightning_ns import in_trainer_namespace
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def build_loggers(cfg: DictConfig | None, extra_tags: list[str] = (), own_run: b
     for name, spec in cfg.items():
         if not spec or "_target_" not in spec:
             continue
-        spec = OmegaConf.to_container(spec, resolve=True)
+        spec = in_trainer_namespace(OmegaConf.to_container(spec, resolve=True))
         if spec["_target_"].endswith("WandbLogger"):
             spec = _wandb_mode(spec)
             tags = [str(t)[:64] for t in [*(spec.get("tags") or []), *factor_tags(extra_tags)]]  # W&B caps tags at 64 chars
@@ -153,3 +155,10 @@ def finish_wandb(loggers: list, own_runs: bool = False) -> str | None:
             run_dir = os.path.dirname(run.dir)  # .../wandb/offline-run-*/files -> the run folder
         run.finish()
     return run_dir
+
+
+def build_callbacks(cfg: DictConfig | None) -> list:
+    """The `callbacks` group's callbacks (one entry each with a `_target_`), of either Lightning
+    namespace (lightning_ns.py)."""
+    specs = OmegaConf.to_container(cfg, resolve=True) if cfg else {}
+    return [instantiate(in_trainer_namespace(spec)) for spec in specs.values() if spec and "_target_" in spec]

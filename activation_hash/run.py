@@ -37,7 +37,7 @@ from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import Placement, assign_devices, jobs_at_once
 from activation_hash.atomic import atomic_write, atomic_write_json
-from activation_hash.loggers import build_loggers, finish_wandb, log_config
+from activation_hash.loggers import build_callbacks, build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.resume import LastEpoch, position, restore_csv
 from activation_hash.rundir import CHECKPOINT, claim, resumable
@@ -189,8 +189,7 @@ def _sweep_tags() -> list[str]:
 
 
 def _user_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    specs = cfg.get("callbacks") or {}
-    return [instantiate(spec) for spec in specs.values() if spec and "_target_" in spec]
+    return build_callbacks(cfg.get("callbacks"))  # either Lightning namespace (lightning_ns.py)
 
 
 def _progress_mode(cfg: DictConfig) -> str:
