@@ -3,7 +3,7 @@
     python -m activation_hash                                   # digits (embedded), MLP
     python -m activation_hash data=mnist data.root=DATA model.width=100 trainer.max_epochs=5
     python -m activation_hash logger=wandb                      # + W&B (offline without a key)
-    python -m activation_hash +experiment=sample_size -m        # a whole factor study
+    python -m activation_hash experiment=sample_size -m         # a whole factor study (or +experiment=)
     python -m activation_hash --help                            # every config group and option
 
 A config error (`model.width=abc`) prints one line `error: KEY=VALUE: what is allowed` and exits
@@ -61,9 +61,19 @@ def hoist_multirun_flag(argv: list[str]) -> list[str]:
     return argv[:1] + flags + [a for a in argv[1:] if a not in ("-m", "--multirun")]
 
 
+# config groups that config.yaml does not select (so that `+GROUP=NAME` works as Hydra wants it)
+# but that a user names like any other: `experiment=NAME` is read as `+experiment=NAME`
+APPENDED_GROUPS = ("experiment", "hparams_search")
+
+
+def append_optional_groups(argv: list[str]) -> list[str]:
+    """`experiment=NAME` and `hparams_search=NAME` as Hydra's `+experiment=NAME` (both forms work)."""
+    return [f"+{a}" if a.split("=", 1)[0] in APPENDED_GROUPS and "=" in a else a for a in argv]
+
+
 def main() -> float | None:
     quiet_third_party_noise()
-    sys.argv = hoist_multirun_flag(sys.argv)
+    sys.argv = append_optional_groups(hoist_multirun_flag(sys.argv))
     return _app()
 
 
