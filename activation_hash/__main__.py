@@ -62,8 +62,9 @@ def hoist_multirun_flag(argv: list[str]) -> list[str]:
 
 
 # config groups that config.yaml does not select (so that `+GROUP=NAME` works as Hydra wants it)
-# but that a user names like any other: `experiment=NAME` is read as `+experiment=NAME`
-APPENDED_GROUPS = ("experiment", "hparams_search")
+# but that a user (or a W&B agent, whose parameter names cannot start with +) names like any
+# other: `experiment=NAME` is read as `+experiment=NAME`
+APPENDED_GROUPS = ("experiment", "hparams_search", "cnn_recipe")
 
 
 def append_optional_groups(argv: list[str]) -> list[str]:

@@ -60,7 +60,8 @@ def build_loggers(cfg: DictConfig | None, extra_tags: list[str] = (), own_run: b
             spec = _wandb_mode(spec)
             tags = [str(t)[:64] for t in [*(spec.get("tags") or []), *factor_tags(extra_tags)]]  # W&B caps tags at 64 chars
             spec["tags"] = list(dict.fromkeys(tags))
-            if spec.get("id") is None and spec.get("save_dir"):
+            # a run started by `wandb agent` keeps the id the agent gave it (WANDB_RUN_ID)
+            if spec.get("id") is None and spec.get("save_dir") and not os.environ.get("WANDB_RUN_ID"):
                 spec["id"] = wandb_run_id(Path(spec["save_dir"]))
                 spec.setdefault("resume", "allow")
             if own_run:
