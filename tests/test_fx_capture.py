@@ -197,3 +197,67 @@ def test_code_units_survive_tracing_and_record_the_sign_of_their_input() -> None
     assert rec.layer_names == ["relu", "latent_code"] and rec.layer_units == [5, 3]
     z = net.latent(F.relu(net.hidden(x)))
     assert torch.equal(bits[:, 5:], z > 0) and torch.equal(bits[:, :5], net.hidden(x) > 0)
+
+
+class Penalised(nn.Module):
+    """The README's loss-terms network, with functional ReLUs, a penalised submodule and a public method."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.latent, self.head = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(3, 2)
+        self.inner = PenalisedInner()
+        self.epochs_seen: list[int] = []
+        self.weight = 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs_seen.append(epoch)
+        self.weight = 0.5 * epoch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.z = self.latent(F.relu(self.body(x)))
+        return self.head(self.inner(self.z))
+
+    def loss_terms(self):
+        from activation_hash.models.loss_terms import LossTerm
+        return [LossTerm("latent_l2", self.z.pow(2).mean(), self.weight)]
+
+    def describe(self, prefix: str = "") -> str:
+        return f"{prefix}{len(self.epochs_seen)}"
+
+
+class PenalisedInner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.h = self.fc(x)
+        return F.relu(self.h)
+
+    def loss_terms(self):
+        from activation_hash.models.loss_terms import LossTerm
+        return [LossTerm("inner_l1", self.h.abs().mean())]
+
+
+def test_traced_network_keeps_loss_terms_set_epoch_and_public_methods() -> None:
+    torch.manual_seed(0)
+    reference = Penalised()
+    net = Penalised()
+    net.load_state_dict(reference.state_dict())
+    traced = modularize_relus(net)
+    # the functional relus became modules, the one of the penalised submodule too
+    assert [n for n, _ in describe_units(traced, (4,))] == ["relu", "inner.relu"]
+    x = torch.randn(16, 4)
+    assert torch.equal(traced(x), reference(x))
+    traced.set_epoch(3)
+    reference.set_epoch(3)
+    assert traced.describe(prefix="n=") == "n=1"
+    # what Classifier sums: loss_terms() of every module that has them, after the forward pass
+    with_terms = [m for m in traced.modules() if callable(getattr(m, "loss_terms", None))]
+    assert len(with_terms) == 2
+    got = {t.name: (float(t.value), t.weight) for m in with_terms for t in m.loss_terms()}
+    want = {t.name: (float(t.value), t.weight) for m in (reference, reference.inner) for t in m.loss_terms()}
+    assert got == want and got["latent_l2"][1] == 1.5
+    loss = sum(t.weight * t.value for m in with_terms for t in m.loss_terms())
+    loss.backward()  # the stored latent is the traced graph's, with gradients to the shared weights
+    assert net.body.weight.grad is not None and net.inner.fc.weight.grad is not None
