@@ -77,7 +77,7 @@ def _top_level_keys() -> list[tuple[str, str, str]]:
     """(key, default, comment) of conf/config.yaml's own keys."""
     rows = []
     for line in (CONF / "config.yaml").read_text().splitlines():
-        if line[:1].isalpha() and ":" in line and not line.startswith("defaults"):
+        if line[:1].isalpha() and ":" in line and not line.startswith(("defaults", "hydra")):
             key, _, rest = line.partition(":")
             value, _, comment = rest.partition("#")
             rows.append((key.strip(), value.strip(), comment.strip()))
