@@ -10,25 +10,30 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all bench report reproduce-paper sweeps clean
+.PHONY: help install run test test-all bench report reproduce-paper sweeps docs clean
+.DEFAULT_GOAL := help
+
+help:  ## this list of targets (variables: PROFILE, LAUNCHER, OUTPUT, ARGS, TORCH, PIP_TORCH_FLAGS, PYTEST_ARGS)
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
 
 PROFILE ?= smoke
 # Hydra launcher of reproduce-paper: batched trains a study's MLP runs that differ only in seed,
 # width or label noise as one batched model and runs every other job by itself (docs/batched_training.md);
 # LAUNCHER=basic is Hydra's one-job-at-a-time launcher, LAUNCHER=local / slurm the project's others.
 LAUNCHER ?= batched
-OUTPUT ?= outputs
+# where runs are written and read: ACTIVATION_HASH_OUTPUT when set (as for `python -m activation_hash`)
+OUTPUT ?= $(or $(ACTIVATION_HASH_OUTPUT),outputs)
 DOWNLOAD ?=
 # every experiment file is a study: a new study is one file in conf/experiment/
 STUDIES ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*.yaml))))
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(PIP_TORCH_FLAGS) "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -c constraints.txt
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv: torch $(TORCH) first, then the project with the tested versions (constraints.txt)
 
 run: $(STAMP)  ## python -m activation_hash $(ARGS)
 	$(BIN)/python -m activation_hash $(ARGS)
@@ -55,5 +60,9 @@ reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper, LAUNCHER=batched
 sweeps: $(STAMP)  ## regenerate the W&B sweep files from conf/experiment
 	$(BIN)/python -m activation_hash.wandb_sweeps
 
-clean:
+docs: $(STAMP)  ## build the documentation site into site/ (needs the [docs] extra)
+	$(BIN)/python -m pip install --quiet -e ".[docs]" -c constraints.txt
+	$(BIN)/python -m mkdocs build --strict
+
+clean:  ## remove .venv and build outputs
 	rm -rf $(VENV) build dist *.egg-info

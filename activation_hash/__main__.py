@@ -3,7 +3,7 @@
     python -m activation_hash                                   # digits (embedded), MLP
     python -m activation_hash data=mnist data.root=DATA model.width=100 trainer.max_epochs=5
     python -m activation_hash logger=wandb                      # + W&B (offline without a key)
-    python -m activation_hash +experiment=sample_size -m        # a whole factor study
+    python -m activation_hash experiment=sample_size -m         # a whole factor study (or +experiment=)
     python -m activation_hash --help                            # every config group and option
 
 A config error (`model.width=abc`) prints one line `error: KEY=VALUE: what is allowed` and exits
@@ -118,11 +118,22 @@ def hoist_multirun_flag(argv: list[str]) -> list[str]:
     return argv[:1] + flags + [a for a in argv[1:] if a not in ("-m", "--multirun")]
 
 
+# config groups that config.yaml does not select (so that `+GROUP=NAME` works as Hydra wants it)
+# but that a user (or a W&B agent, whose parameter names cannot start with +) names like any
+# other: `experiment=NAME` is read as `+experiment=NAME`
+APPENDED_GROUPS = ("experiment", "hparams_search", "cnn_recipe")
+
+
+def append_optional_groups(argv: list[str]) -> list[str]:
+    """`experiment=NAME` and `hparams_search=NAME` as Hydra's `+experiment=NAME` (both forms work)."""
+    return [f"+{a}" if a.split("=", 1)[0] in APPENDED_GROUPS and "=" in a else a for a in argv]
+
+
 def main(argv: list[str] | None = None) -> float | None:
     """`python -m activation_hash ARGV`: every job of the command (each job of a sweep) is composed
     and checked first (activation_hash.validate.check_command); only then does Hydra run them."""
     quiet_third_party_noise()
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = append_optional_groups(list(sys.argv[1:] if argv is None else argv))
     program = sys.argv[0] if sys.argv else "activation_hash"
     if runs_jobs(args):
         try:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.callback import NeuralCodeCallback
 from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
-from activation_hash.loggers import build_loggers, finish_wandb
+from activation_hash.loggers import build_callbacks, build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
 from activation_hash.runs.build import build
 from activation_hash.runs.checkpoint import LastEpoch, position, resumable
@@ -77,11 +77,13 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     resumed_at = position(checkpoint) if checkpoint else None
     with warnings.catch_warnings():  # the CSV logger's "directory is not empty": config.yaml, or a resumed run
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        loggers = build_loggers(cfg.get("logger"), extra_tags=sweep_tags())
-        record = RunRecord(cfg, loggers, clean_labels=built.data.train_clean_labels)
+        record = RunRecord(cfg, clean_labels=built.data.train_clean_labels)
         if resumed_at:
             log.info("resuming from epoch %d (%s)", resumed_at[0], CHECKPOINT)
         record.start(built.units, placement, resumed_at)  # resumed: the rows up to the checkpoint stay
+        loggers = build_loggers(cfg.get("logger"), extra_tags=sweep_tags())  # after meta.json: the W&B run id
+        record.attach(loggers)
+    log_config(loggers, cfg, sweep_tags())  # the config to every logger, after the CSV rows are restored
 
     codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
                                capture_last=cfg.codes.get("capture_last", True),
@@ -129,8 +131,7 @@ def _placement(cfg: DictConfig) -> Placement:
 
 
 def _user_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    specs = cfg.get("callbacks") or {}
-    return [instantiate(spec) for spec in specs.values() if spec and "_target_" in spec]
+    return build_callbacks(cfg.get("callbacks"))  # either Lightning namespace (lightning_ns.py)
 
 
 def _cluster_plugins() -> dict[str, Any]:

@@ -149,7 +149,7 @@ def _logger(v: Any) -> str | None:
     if isinstance(v, (DictConfig, Mapping)) and all(
             isinstance(spec, (DictConfig, Mapping)) and "_target_" in spec for spec in v.values()):
         return None
-    return "choose a logger group option: logger=csv | wandb | none"
+    return "choose a logger group option: logger=csv | wandb | tensorboard | mlflow | many | none"
 
 
 def str_list(*allowed: Any, nonempty: bool = True) -> Check:

@@ -4,8 +4,12 @@
     python -m activation_hash.wandb_sweeps --check    # exit 1 if any file is out of date
     wandb sweep sweeps/model_size.yaml && wandb agent ENTITY/PROJECT/SWEEP_ID
 
-Each file runs `python -m activation_hash +experiment=NAME profile=PROFILE logger=wandb` with
-the grid's values as Hydra overrides, so W&B and `-m` launch the same runs.
+Each file runs `python -m activation_hash experiment=NAME profile=PROFILE logger=wandb` with
+the grid's values as Hydra overrides, so W&B and `-m` launch the same runs, into the same
+directories: an agent's run lands in the study layout (`outputs/studies/NAME/PROFILE/OVERRIDES`,
+`hydra.run.dir` = the sweep's directory of that grid point), so skip_finished, resume and
+`make report` see it. Parameter names follow W&B's sweep schema (no Hydra `+`: a group that the
+config does not select, such as cnn_recipe, is appended by `python -m activation_hash` itself).
 """
 
 from __future__ import annotations
@@ -44,14 +48,19 @@ def hydra_grid(name: str, profile: str = "paper") -> dict[str, list[Any]]:
     return grid
 
 
+# an agent's run goes where `-m` puts the same grid point (conf/hydra/study.yaml): W&B leaves this
+# argument as it is (its macros are whole arguments), Hydra resolves it
+STUDY_RUN_DIR = "hydra.run.dir=${hydra.sweep.dir}/${hydra.sweep.subdir}"
+
+
 def sweep_spec(name: str, profile: str = "paper") -> dict[str, Any]:
     return {
         "name": f"{name}-{profile}",
         "method": "grid",
         "metric": {"name": "test/knn_acc", "goal": "maximize"},
-        "command": ["${env}", "python", "-m", "activation_hash", f"+experiment={name}", f"profile={profile}",
-                    "logger=wandb", "${args_no_hyphens}"],
-        "parameters": {key: {"values": values} for key, values in hydra_grid(name, profile).items()},
+        "command": ["${env}", "python", "-m", "activation_hash", f"experiment={name}", f"profile={profile}",
+                    "logger=wandb", STUDY_RUN_DIR, "${args_no_hyphens}"],
+        "parameters": {key.lstrip("+"): {"values": values} for key, values in hydra_grid(name, profile).items()},
     }
 
 

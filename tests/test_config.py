@@ -16,7 +16,7 @@ from tests.conftest import REPO, compose_config
 
 CONF = REPO / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "report", "__pycache__"))
-APPENDED = {"cnn_recipe"}  # groups outside the defaults list, added with +group=option
+APPENDED = {"cnn_recipe", "hparams_search"}  # groups outside the defaults list, added with +group=option
 OPTIONS = [(g, str(f.relative_to(CONF / g).with_suffix(""))) for g in GROUPS for f in sorted((CONF / g).rglob("*.yaml"))]
 EXPERIMENTS = sorted(f.stem for f in (CONF / "experiment").glob("*.yaml"))
 

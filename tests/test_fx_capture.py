@@ -3,6 +3,8 @@ recorded codes equal the pre-activation signs computed by hand."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,111 @@ def test_code_units_survive_tracing_and_record_the_sign_of_their_input() -> None
     assert rec.layer_names == ["relu", "latent_code"] and rec.layer_units == [5, 3]
     z = net.latent(F.relu(net.hidden(x)))
     assert torch.equal(bits[:, 5:], z > 0) and torch.equal(bits[:, :5], net.hidden(x) > 0)
+
+
+class Penalised(nn.Module):
+    """The README's loss-terms network, with functional ReLUs, a penalised submodule and a public method."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.latent, self.head = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(3, 2)
+        self.inner = PenalisedInner()
+        self.epochs_seen: list[int] = []
+        self.weight = 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs_seen.append(epoch)
+        self.weight = 0.5 * epoch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.z = self.latent(F.relu(self.body(x)))
+        return self.head(self.inner(self.z))
+
+    def loss_terms(self):
+        from activation_hash.models.loss_terms import LossTerm
+        return [LossTerm("latent_l2", self.z.pow(2).mean(), self.weight)]
+
+    def describe(self, prefix: str = "") -> str:
+        return f"{prefix}{len(self.epochs_seen)}"
+
+
+class PenalisedInner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.h = self.fc(x)
+        return F.relu(self.h)
+
+    def loss_terms(self):
+        from activation_hash.models.loss_terms import LossTerm
+        return [LossTerm("inner_l1", self.h.abs().mean())]
+
+
+def test_traced_network_keeps_loss_terms_set_epoch_and_public_methods() -> None:
+    torch.manual_seed(0)
+    reference = Penalised()
+    net = Penalised()
+    net.load_state_dict(reference.state_dict())
+    traced = modularize_relus(net)
+    # the functional relus became modules, the one of the penalised submodule too
+    assert [n for n, _ in describe_units(traced, (4,))] == ["relu", "inner.relu"]
+    x = torch.randn(16, 4)
+    assert torch.equal(traced(x), reference(x))
+    traced.set_epoch(3)
+    reference.set_epoch(3)
+    assert traced.describe(prefix="n=") == "n=1"
+    # what Classifier sums: loss_terms() of every module that has them, after the forward pass
+    with_terms = [m for m in traced.modules() if callable(getattr(m, "loss_terms", None))]
+    assert len(with_terms) == 2
+    got = {t.name: (float(t.value), t.weight) for m in with_terms for t in m.loss_terms()}
+    want = {t.name: (float(t.value), t.weight) for m in (reference, reference.inner) for t in m.loss_terms()}
+    assert got == want and got["latent_l2"][1] == 1.5
+    loss = sum(t.weight * t.value for m in with_terms for t in m.loss_terms())
+    loss.backward()  # the stored latent is the traced graph's, with gradients to the shared weights
+    assert net.body.weight.grad is not None and net.inner.fc.weight.grad is not None
+
+
+class DigitsPenalised(nn.Module):
+    """A user network for the 8x8 digits: one nn.ReLU module, one functional relu, a latent penalty."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.fc1, self.act1, self.fc2 = nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 12)
+        self.latent, self.head = nn.Linear(12, 4), nn.Linear(4, classes)
+        self.weight = 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.weight = 0.1 * (epoch + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.z = self.latent(F.relu(self.fc2(self.act1(self.fc1(x.flatten(1))))))
+        return self.head(self.z)
+
+    def loss_terms(self):
+        from activation_hash.models.loss_terms import LossTerm
+        return [LossTerm("latent_l2", self.z.pow(2).mean(), self.weight, weight_name="gamma")]
+
+
+def test_model_custom_keeps_loss_terms_through_tracing(tmp_path) -> None:
+    """model=custom traced (modularize=true) trains exactly as untraced: same loss terms, same losses."""
+    import csv
+    from activation_hash.run import run
+    from tests.conftest import TINY, compose_config
+    tiny = [o for o in TINY if not o.startswith("model.")]
+    losses = {}
+    for modularize in (True, False):
+        cfg = compose_config([*tiny, "model=custom", f"model.network._target_={__name__}.DigitsPenalised",
+                              "~model.network.num_blocks", "~model.network.base_width", "~model.network.shortcut",
+                              "model.num_classes_arg=classes", "model.input_shape_arg=null",
+                              f"model.modularize={str(modularize).lower()}", "codes.save=false"],
+                             output_dir=tmp_path / str(modularize))
+        run(cfg)
+        with open(tmp_path / str(modularize) / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train/loss_latent_l2")]
+        losses[modularize] = [(r["train/loss"], r["train/loss_latent_l2"], r["train/gamma"]) for r in rows]
+        units = [json.loads(line)["n_bits"] for line in (tmp_path / str(modularize) / "encoding.jsonl").open()]
+        assert units[0] == (24 if modularize else 12)  # traced: the functional relu is captured too
+    assert len(losses[True]) == 2 and losses[True] == losses[False]
+    assert [float(g) for _, _, g in losses[True]] == pytest.approx([0.1, 0.2])

@@ -1,6 +1,7 @@
-"""Every `python -m activation_hash ...` command in the README's code blocks works when pasted:
-its overrides parse in Hydra's grammar (sweeps included), compose, and pass the typed schema;
-a command documented as an error (`# error: MESSAGE`) fails with that message instead."""
+"""Every `python -m activation_hash ...` command in the code blocks of the README and of the
+documentation site (docs/) works when pasted: its overrides parse in Hydra's grammar (sweeps
+included), compose, and pass the typed schema; a command documented as an error
+(`# error: MESSAGE`) fails with that message instead."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from activation_hash.__main__ import append_optional_groups
 from activation_hash.schema import ConfigError
 from activation_hash.validate import check_config
 from tests.conftest import REPO, compose_config
@@ -18,9 +20,12 @@ from tests.conftest import REPO, compose_config
 PREFIX = "python -m activation_hash "
 
 
-def readme_commands() -> list[tuple[int, str, str | None]]:
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def readme_commands(path: Path = REPO / "README.md") -> list[tuple[int, str, str | None]]:
     """(line number, command, expected error or None) for each command in a fenced code block."""
-    lines = (REPO / "README.md").read_text().splitlines()
+    lines = path.read_text().splitlines()
     found, in_block, pending = [], False, ""
     for number, line in enumerate(lines, 1):
         if line.startswith("```"):
@@ -40,16 +45,21 @@ def readme_commands() -> list[tuple[int, str, str | None]]:
     return found
 
 
-COMMANDS = readme_commands()
+COMMANDS = [(f"{path.relative_to(REPO)}:{n}", command, error)
+            for path in DOCUMENTS for n, command, error in readme_commands(path)]
 
 
 def test_the_readme_has_commands_to_check() -> None:
-    assert len(COMMANDS) >= 15 and any(error for _, _, error in COMMANDS)
+    assert len(readme_commands()) >= 10 and any(error for _, _, error in COMMANDS)
 
 
-@pytest.mark.parametrize("line, command, error", COMMANDS, ids=[f"README:{n}" for n, _, _ in COMMANDS])
-def test_a_readme_command_composes_as_pasted(line: int, command: str, error: str | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("line, command, error", COMMANDS, ids=[where for where, _, _ in COMMANDS])
+def test_a_readme_command_composes_as_pasted(line: str, command: str, error: str | None, tmp_path: Path) -> None:
     words = shlex.split(command.replace("$HOME", str(tmp_path)), comments=True)[3:]   # after python -m pkg
+    if any(w.lstrip("+").startswith("hparams_search=optuna") for w in words):
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    # as `python -m activation_hash` reads them: experiment=NAME is +experiment=NAME
+    words = append_optional_groups(["prog", *words])[1:]
     overrides = [w for w in words if w not in ("-m", "--multirun")]
     parsed = OverridesParser.create().parse_overrides(overrides)      # Hydra's grammar, as on the shell
     first = []                                                         # a sweep's first job stands for all

@@ -50,7 +50,7 @@ from activation_hash.codes.capture import parse_layers
 from activation_hash.codes.probes import enabled_probes, probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.devices import Placement, metrics_device
-from activation_hash.loggers import build_loggers, finish_wandb
+from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
 from activation_hash.metrics.registry import families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
@@ -437,18 +437,18 @@ class _Group:
         batched = {"members": len(cfgs), "device": str(self.device), "group": [str(o) for o in self.outs]}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-            self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
-                            for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]
-            self.records = [RunRecord(cfg, loggers, clean_labels=info.train_clean_labels)
-                            for cfg, loggers, info in zip(cfgs, self.loggers, infos)]
+            self.records = [RunRecord(cfg, clean_labels=info.train_clean_labels) for cfg, info in zip(cfgs, infos)]
             if self.resumed_at:
                 log.info("batched group resuming from epoch %d (%s)", self.resumed_at[0], checkpoint)
             for record, units in zip(self.records, self.units):
-                # as a solo run: config.yaml, meta.json, and the captures and CSV rows up to the checkpoint
-                # (before the CSV writer exists: Lightning's deletes the metrics.csv it finds)
+                # as a solo run: config.yaml, meta.json, and the captures up to the checkpoint
                 record.start(units, self.placement, self.resumed_at, batched=batched)
-            for logger in (lg for loggers in self.loggers for lg in loggers):
-                logger.experiment  # noqa: B018 - the CSV writer is created (and warns) on first use
+            # after meta.json (its first start names each member's W&B run)
+            self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
+                            for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]
+            for record, cfg, loggers, t in zip(self.records, cfgs, self.loggers, tags or [[]] * len(cfgs)):
+                record.attach(loggers)  # resumed: the CSV rows up to the checkpoint, before the CSV writer exists
+                log_config(loggers, cfg, t)  # creates the CSV writer (it warns on first use)
 
     def train(self) -> list[dict[str, Any] | BaseException]:
         cfg = self.cfg

@@ -25,6 +25,12 @@ Limits of torch.fx symbolic tracing: the forward must not branch or loop on tens
 (a clear `UntraceableModelError` names the model class); Python-level conditions on attributes,
 such as `if self.training`, are evaluated once, at trace time, and frozen into the graph.
 The returned GraphModule shares its parameters and submodules with the original model.
+
+The traced module keeps the network's interface: every public method of the user's class
+(`loss_terms()`, `set_epoch()`, ...) is there and runs on the original network; attributes that
+the network's forward assigns (`self.z = self.body(x)`, read by `loss_terms()`) are assigned by the
+traced forward too; submodules that define `loss_terms()` or `set_epoch()` are not traced into
+(their forward runs as written, so functional ReLU calls inside them are not made modules).
 """
 
 from __future__ import annotations
@@ -125,18 +131,87 @@ def _exists(root: nn.Module, path: str) -> bool:
     return True
 
 
+# methods of the loss-terms protocol (activation_hash.models.loss_terms)
+PROTOCOL = ("loss_terms", "set_epoch")
+
+
+def _has_protocol(m: nn.Module) -> bool:
+    return any(callable(getattr(m, name, None)) for name in PROTOCOL)
+
+
 class _KeepCodeUnits(fx.Tracer):
-    """The default tracer inlines user modules; a CodeUnit must stay a module so it is recorded."""
+    """The default tracer inlines user modules; a CodeUnit must stay a module so it is recorded, and
+    a submodule with loss_terms()/set_epoch() keeps its own forward (the state its forward stores
+    for loss_terms() is set as written) and stays in the module tree, where Classifier finds it."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, CodeUnit) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, CodeUnit) or (module_qualified_name != "" and _has_protocol(m))
+                or super().is_leaf_module(m, module_qualified_name))
+
+
+class _StoreOnModel(nn.Module):
+    """A graph node's value stored as an attribute of the traced (original) model, as its forward
+    did (`self.z = ...`): its loss_terms() and other methods read it after each traced forward."""
+
+    def __init__(self, model: nn.Module, attribute: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "_model", model)  # not a submodule: the model is not in the traced tree
+        self.attribute = attribute
+
+    def forward(self, value: Any) -> Any:
+        setattr(self._model, self.attribute, value)
+        return value
+
+
+def _public_methods(model: nn.Module) -> list[str]:
+    """Methods of the user's class (and its bases up to nn.Module) that are not nn.Module's."""
+    names = set()
+    for cls in type(model).__mro__:
+        if cls is nn.Module or cls is object or issubclass(nn.Module, cls):
+            continue
+        names |= {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_") and n != "forward"}
+    return sorted(names - set(dir(nn.Module)))
+
+
+def _keep_model_interface(traced: fx.GraphModule, model: nn.Module) -> None:
+    """Every public method of the user's network (loss_terms(), set_epoch(), ...) on the traced
+    module, called on the original network (which the state stores keep up to date)."""
+    object.__setattr__(traced, "_traced_from", model)
+    cls = type(traced)  # GraphModule makes a class per instance: these methods are this module's only
+
+    def delegate(name: str) -> Callable[..., Any]:
+        def method(self: fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self._traced_from, name)(*args, **kwargs)
+        method.__name__ = name
+        method.__doc__ = getattr(getattr(type(model), name), "__doc__", None)
+        return method
+
+    for name in _public_methods(model):
+        if not hasattr(cls, name):
+            setattr(cls, name, delegate(name))
+
+
+def _store_forward_state(traced: fx.GraphModule, model: nn.Module) -> None:
+    """Attributes the model's forward assigned (`self.z = self.body(x)`: a Proxy after tracing) are
+    assigned again by the traced forward, through a `_StoreOnModel` call after their node."""
+    for attribute, value in list(vars(model).items()):
+        if not isinstance(value, fx.Proxy) or value.tracer is None:
+            continue
+        node = value.node
+        if node.graph is not traced.graph:
+            continue
+        name = f"_store_{attribute}"
+        traced.add_submodule(name, _StoreOnModel(model, attribute))
+        with traced.graph.inserting_after(node):
+            traced.graph.call_module(name, args=(node,))
 
 
 def modularize_relus(model: nn.Module) -> fx.GraphModule:
     """Trace `model` and give every functional ReLU-like call site its own module (see module doc).
     `CodeUnit` modules are kept as they are."""
     try:
-        traced = fx.GraphModule(model, _KeepCodeUnits().trace(model), type(model).__name__)
+        graph = _KeepCodeUnits().trace(model)
+        traced = fx.GraphModule(model, graph, type(model).__name__)
     except Exception as exc:
         cls = type(model).__name__
         raise UntraceableModelError(
@@ -146,6 +221,7 @@ def modularize_relus(model: nn.Module) -> fx.GraphModule:
             "CodeRecorder can hook them without tracing.") from exc
 
     graph = traced.graph
+    _store_forward_state(traced, model)
     for node in list(graph.nodes):
         found = _replacement(node)
         if found is None:
@@ -162,4 +238,24 @@ def modularize_relus(model: nn.Module) -> fx.GraphModule:
     graph.lint()
     traced.recompile()
     traced.train(model.training)
+    _keep_model_interface(traced, model)
+    _modularize_protocol_leaves(traced)
     return traced
+
+
+def _modularize_protocol_leaves(traced: fx.GraphModule) -> None:
+    """The submodules kept whole for their loss_terms()/set_epoch() are traced on their own (with
+    the same interface and state keeping), so their functional ReLU calls become modules too; one
+    that cannot be traced stays as written."""
+    for node in list(traced.graph.nodes):
+        if node.op != "call_module":
+            continue
+        sub = traced.get_submodule(str(node.target))
+        if isinstance(sub, (CodeUnit, fx.GraphModule)) or not _has_protocol(sub):
+            continue
+        try:
+            replaced = modularize_relus(sub)
+        except UntraceableModelError:
+            continue
+        parent, _, leaf = str(node.target).rpartition(".")
+        setattr(traced.get_submodule(parent) if parent else traced, leaf, replaced)

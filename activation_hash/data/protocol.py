@@ -36,11 +36,15 @@ class DataProtocolError(ValueError):
 
 
 def custom(datamodule: pl.LightningDataModule) -> pl.LightningDataModule:
-    """Target of conf/data/custom.yaml: Hydra has built the user's datamodule; check and return it."""
-    if not isinstance(datamodule, pl.LightningDataModule):
-        raise DataProtocolError(f"data.datamodule._target_ built a {type(datamodule).__name__}, "
-                                "not a LightningDataModule")
-    return datamodule
+    """Target of conf/data/custom.yaml: Hydra has built the user's datamodule; check and return it.
+    A `lightning.LightningDataModule` (`import lightning as L`) is accepted as well as a
+    `pytorch_lightning` one: it is wrapped for the Trainer (activation_hash.lightning_ns)."""
+    from activation_hash.lightning_ns import as_trainer_datamodule
+    adapted = as_trainer_datamodule(datamodule)
+    if adapted is None:
+        raise DataProtocolError(f"data.datamodule._target_ built a {type(datamodule).__name__}, not a "
+                                "LightningDataModule (of lightning or pytorch_lightning)")
+    return adapted
 
 
 @dataclass

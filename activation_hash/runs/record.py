@@ -1,8 +1,9 @@
 """RunRecord: the one writer of a run directory's results, for a solo run and each member of a
 batched group alike.
 
-    record = RunRecord(cfg, loggers)                  # the run's config and its Lightning loggers
+    record = RunRecord(cfg)                           # the run's config
     record.start(units, placement, resumed_at)        # config.yaml, meta.json (resumed: rows restored)
+    record.attach(loggers)                            # its Lightning loggers (resumed: CSV rows restored)
     metrics = score(train, test, which, options, device)     # a capture's encoding metrics
     record.add(epoch, step, reason, train, test, metrics, seconds)   # its rows: encoding.jsonl,
                                                       # codes/epoch=NNNN.npz, loggers, console line
@@ -106,6 +107,7 @@ class RunRecord:
         self.clean_labels = clean_labels
         self.rows: list[dict[str, Any]] = []
         self.done: set[int] = set()
+        self.resumed_at: tuple[int, int] | None = None
 
     def start(self, units: list[tuple[str, int]], placement: Any, resumed_at: tuple[int, int] | None = None,
               **meta_extra: Any) -> None:
@@ -115,10 +117,19 @@ class RunRecord:
         atomic_write(self.out / CONFIG, OmegaConf.to_yaml(used_config(self.cfg), resolve=True))
         atomic_write_json(self.out / META, {**meta(units, placement, self.out / META, resumed_at), **meta_extra})
         if resumed_at:
-            from activation_hash.runs.checkpoint import restore_csv
             self.rows = restore_captures(self.out, resumed_at[0])
             self.done = {r["epoch"] for r in self.rows}
-            restore_csv(self.loggers, *resumed_at)
+        self.resumed_at = resumed_at
+        if self.loggers:
+            self.attach(self.loggers)
+
+    def attach(self, loggers: list) -> None:
+        """The run's Lightning loggers, built after start() (meta.json's first start names the W&B
+        run); when resumed, their CSV rows up to the checkpoint are restored before a writer exists."""
+        self.loggers = list(loggers)
+        if self.resumed_at:
+            from activation_hash.runs.checkpoint import restore_csv
+            restore_csv(self.loggers, *self.resumed_at)
 
     def add(self, epoch: int, step: int, reason: str, train: Any, test: Any, metrics: dict[str, Any],
             seconds: float) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -34,6 +33,22 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
+
+
+class _Deferred:
+    """`torch`, imported on first use: Hydra's plugin discovery imports this module in every Hydra
+    program of the environment, which must not pay for torch (or Lightning, scikit-learn) before a
+    launch. tests/test_plugin_scan.py checks sys.modules after a discovery."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Deferred("torch")
 
 
 def resolved_task_config(sweep_config: DictConfig) -> DictConfig:

@@ -1,0 +1,41 @@
+"""Docs that cannot drift: the configuration reference is regenerated from conf/ and the schema, and
+the documentation site builds with no dead link (`mkdocs build --strict`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from activation_hash.conf_reference import _comment, main as reference_main, render
+from tests.conftest import REPO
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    assert reference_main(["--check", "--out", str(REPO / "docs" / "reference" / "configuration.md")]) == 0
+
+
+def test_reference_lists_every_option_and_says_what_the_schema_allows() -> None:
+    text = render()
+    for path in (REPO / "conf" / "logger").glob("*.yaml"):
+        assert f"| {path.stem} |" in text or f"| **{path.stem}** |" in text
+    assert "| `model.width` | `200` | must be an int >= 1 |" in text
+
+
+def test_a_description_is_the_first_sentence_of_the_leading_comment(tmp_path: Path) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text("# @package _global_\n# One thing, described\n# over two lines. More.\n#   python -m x\nkey: 1\n")
+    assert _comment(f) == "One thing, described over two lines."
+
+
+def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("material")
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "site" / "reference" / "configuration" / "index.html").is_file()
