@@ -145,6 +145,7 @@ def units(tasks: Sequence[dict], launcher: dict, pad_widths: bool, arch=None) ->
     why: dict[int, str] = {}
     groups: dict[str, list[int]] = {}
     reasons: dict[str, str | None] = {}
+    widths: dict[str, tuple[int, ...]] = {}
     for pos, task in enumerate(tasks):
         key = group_key(task)
         if key not in reasons:
@@ -165,7 +166,11 @@ def units(tasks: Sequence[dict], launcher: dict, pad_widths: bool, arch=None) ->
             why[pos] = reasons[key]
             groups[f"solo-{pos}"] = [pos]
             continue
-        key = key + ("" if pad_widths else f"|widths={member_widths(OmegaConf.create(task))}")
+        if not pad_widths:
+            model_key = key_of(task.get("model"))
+            if model_key not in widths:
+                widths[model_key] = member_widths(OmegaConf.create({"model": task.get("model") or {}}))
+            key = key + f"|widths={widths[model_key]}"
         groups.setdefault(key, []).append(pos)
     out: list[list[int]] = []
     for members in groups.values():
