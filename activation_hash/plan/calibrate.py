@@ -1,6 +1,6 @@
 """Unit costs of this machine, measured once and cached (or read from a file measured elsewhere).
 
-    python -m activation_hash.plan --calibrate-only --write-profile FILE   # measure here, write FILE
+    python -m activation_hash.plan --all --write-profile FILE   # measure here (every family), write FILE
 
 Measured here, in seconds, on the CPU threads this process may use:
   - three tiny real runs (`activation_hash.run.run`, synthetic 4x4 data, a 4-unit MLP, one cheap
