@@ -143,3 +143,15 @@ def test_refusal_names_the_group_size_that_fits(tmp_path, capsys) -> None:
     assert main(["+experiment=training_time", "--device-profile", str(profile), "--check", "--max-ram", str(limit)]) == 1
     err = capsys.readouterr().err
     assert "hydra.launcher.max_members=1 (smaller groups)" in err
+
+
+def test_reproduce_paper_plans_before_any_training() -> None:
+    """`make reproduce-paper` runs the plan with --check (exit 1 stops make) before the first study."""
+    import subprocess
+    from tests.conftest import REPO
+    lines = subprocess.run(["make", "-n", "-C", str(REPO), "reproduce-paper", "PROFILE=paper", "BIN=python"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    plan = next(i for i, line in enumerate(lines) if "-m activation_hash.plan" in line)
+    train = next(i for i, line in enumerate(lines) if "-m activation_hash +experiment" in line)
+    assert plan < train and "--check" in lines[plan] and "profile=paper" in lines[plan]
+    assert "+experiment=cnn_zoo" in lines[plan] and "hydra/launcher=batched" in lines[plan]
