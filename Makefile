@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-all bench report reproduce-paper sweeps docs clean
+.PHONY: help install run test test-all bench report plan reproduce-paper sweeps docs clean
 .DEFAULT_GOAL := help
 
 help:  ## this list of targets (variables: PROFILE, LAUNCHER, OUTPUT, ARGS, TORCH, PIP_TORCH_FLAGS, PYTEST_ARGS)
@@ -50,8 +50,16 @@ bench: $(STAMP)  ## every benchmark under bench/
 report: $(STAMP)  ## table, figures, phase charts and report.md from the $(PROFILE) runs under $(OUTPUT)/studies
 	$(BIN)/python -m activation_hash.analysis report $(OUTPUT)/studies/*/$(PROFILE) --out reports/$(PROFILE)
 
+# the plan of $(STUDIES) under $(PROFILE) and $(LAUNCHER); DEVICE_PROFILE=FILE: another device's measured costs
+PLAN = $(BIN)/python -m activation_hash.plan profile=$(PROFILE) $(foreach s,$(STUDIES),+experiment=$(s)) \
+	$(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(if $(DEVICE_PROFILE),--device-profile $(DEVICE_PROFILE)) $(ARGS)
+
+plan: $(STAMP)  ## runs, units, steps, captures, code volume, RAM/disk per unit and time of every study (no training)
+	$(PLAN)
+
 reproduce-paper: $(STAMP)  ## every study (PROFILE=smoke|paper, LAUNCHER=batched|basic|local|...), then the report; reruns skip finished runs; DOWNLOAD=1 fetches the data first
 	$(BIN)/python -m activation_hash.data.check --profile $(PROFILE) $(if $(DOWNLOAD),--download) $(foreach a,$(ARGS),--set $(a)) $(STUDIES)
+	ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(PLAN) --check   # prints the plan; refuses (exit 1) a unit that will not fit this machine's RAM or disk
 	for s in $(STUDIES); do \
 	  ACTIVATION_HASH_OUTPUT=$(OUTPUT) $(BIN)/python -m activation_hash +experiment=$$s profile=$(PROFILE) -m $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) $(ARGS) || exit 1; \
 	done

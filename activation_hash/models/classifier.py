@@ -131,4 +131,6 @@ class Classifier(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        # a scheduler stated in optimizer steps says so (models.schedulers.step_lr_in_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": getattr(scheduler, "interval", "epoch")}}

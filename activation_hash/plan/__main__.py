@@ -1,0 +1,5 @@
+import sys
+
+from activation_hash.plan import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""The arithmetic of a plan: a run's steps, epochs and captures from its config, and a unit's time,
+RAM and disk from a device calibration. Pure functions of dicts (no torch, no Hydra).
+
+What is counted exactly (from the config and the meta-built network): optimizer steps, epochs,
+captures, bits per code, code volume. What is measured (per device, `plan.calibrate`): the seconds
+of one optimizer step beyond its arithmetic (`step_overhead_s`), of one training epoch's machinery
+(`epoch_overhead_s`), of one evaluation batch (`batch_overhead_s`), of one capture's fixed part
+(`capture_overhead_s`), the training and evaluation FLOP rates of each network family, the metrics'
+seconds per Gbit of codes (redundancy, K-Means, logistic regression: `metrics_s_per_gbit`) and K-NN's
+per 1e12 word-pairs (n_train x n_test x 64-bit words of a code, what faiss's popcount
+search does: `knn_s_per_tword_pair`). What is modelled: a training
+step costs 3x the forward FLOPs (forward + backward); a batched group of M members pays one step's
+overhead and M members' arithmetic; captures and validation are paid per member; early stopping is
+not foreseen (every run is costed to its epoch or step limit: an upper bound); peak RAM = process
+base + data (float32, once per unit plus each member's own subset) + per member parameters, gradients
+and two Adam moments (16 bytes a parameter) + the larger of the training activations and the capture
+(packed codes of every member held at once, plus the metrics' dense block up to
+`metrics.max_dense_bytes`); disk = a resumable run's last.ckpt (12 bytes a parameter, twice while it is
+replaced) + saved codes (`codes.save`) + logs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+TERMS = ("train", "epoch_machinery", "validation", "capture_forward", "capture_metrics")
+
+
+def rate(calib: dict[str, Any], key: str, family: str) -> float:
+    table = calib[key]
+    return float(table.get(family, table["default"]))
+
+
+def run_facts(task: dict[str, Any], data: tuple, info: dict[str, Any], bits: int) -> dict[str, Any]:
+    """Steps, epochs, captures and sizes of one run. `data` = arch.data_facts(task["data"])."""
+    from activation_hash.codes.schedule import capture_epochs
+    shape, _, n_file, n_test_file = data
+    d, trainer, codes = task["data"], task["trainer"], task.get("codes") or {}
+    n_val = int(round(n_file * float(d.get("val_fraction") or 0.0)))
+    n_train = int(d.get("train_size") or (n_file - n_val))
+    n_test = int(d.get("test_size") or n_test_file)
+    batch = int(d.get("batch_size") or 1)
+    per_epoch = math.floor(n_train / batch) if d.get("drop_last") else math.ceil(n_train / batch)
+    per_epoch = max(per_epoch, 1)
+    max_epochs = int(trainer.get("max_epochs") or 0)
+    max_steps = int(trainer.get("max_steps") or -1)
+    steps = per_epoch * max_epochs if max_steps <= 0 else min(max_steps, per_epoch * max_epochs)
+    epochs = math.ceil(steps / per_epoch) if steps else 0
+    schedule = [e for e in capture_epochs(codes.get("epochs", "log:8"), max_epochs) if e <= epochs]
+    captures = len(schedule) + int(bool(codes.get("capture_last", True)) and epochs < max_epochs
+                                   and epochs not in schedule)
+    every = trainer.get("check_val_every_n_epoch") or 1
+    val_epochs = epochs // int(every) if n_val and trainer.get("limit_val_batches", 1.0) != 0 else 0
+    return {"n_train": n_train, "n_val": n_val, "n_test": n_test, "batch": batch,
+            "eval_batch": int(d.get("eval_batch_size") or batch), "steps": steps, "epochs": epochs,
+            "val_epochs": val_epochs, "captures": captures, "bits": int(bits),
+            "dim": int(math.prod(shape)), "n_file": n_file, "n_test_file": n_test_file,
+            "code_bits": captures * (n_train + n_test) * int(bits),
+            "save_codes": bool(codes.get("save", False)), "resumable": task.get("resume", "auto") == "auto",
+            "subset": d.get("train_size") is not None,
+            "max_dense_bytes": int((task.get("metrics") or {}).get("max_dense_bytes", 1 << 30))}
+
+
+def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[str, Any]) -> dict[str, Any]:
+    """Seconds (per term), peak RAM and disk of one unit: its members' run_facts, one architecture."""
+    fam, flops, m = info["family"], float(info["flops"]), len(runs)
+    train_fps, eval_fps = rate(calib, "train_flops_per_s", fam), rate(calib, "eval_flops_per_s", fam)
+    steps = max(r["steps"] for r in runs)
+    epochs = max(r["epochs"] for r in runs)
+    batch = max(r["batch"] for r in runs)
+    t = dict.fromkeys(TERMS, 0.0)
+    t["train"] = steps * (calib["step_overhead_s"] + m * 3 * flops * batch / train_fps)
+    t["epoch_machinery"] = epochs * calib["epoch_overhead_s"]
+    for r in runs:
+        t["validation"] += r["val_epochs"] * (r["n_val"] * flops / eval_fps
+                                              + math.ceil(r["n_val"] / r["eval_batch"]) * calib["batch_overhead_s"])
+        n = r["n_train"] + r["n_test"]
+        t["capture_forward"] += r["captures"] * (calib["capture_overhead_s"] + n * flops / eval_fps
+                                                 + math.ceil(n / r["eval_batch"]) * calib["batch_overhead_s"])
+        t["capture_metrics"] += r["captures"] * (calib["metrics_s_per_gbit"] * n * r["bits"] / 1e9
+                                                 + calib["knn_s_per_tword_pair"] * r["n_train"] * r["n_test"]
+                                                 * math.ceil(r["bits"] / 64) / 1e12)
+    r0 = runs[0]
+    data = 4 * r0["dim"] * (r0["n_train"] + r0["n_val"] + r0["n_test"]) + r0["dim"] * (r0["n_file"] + r0["n_test_file"])
+    data += sum(4 * r["dim"] * r["n_train"] for r in runs[1:] if r["subset"])
+    params = 16 * info["params"] * m
+    activations = 2 * 4 * info["activations"] * batch * m
+    codes = sum((r["n_train"] + r["n_test"]) * r["bits"] // 8 for r in runs)
+    dense = max(min(r["max_dense_bytes"], 4 * (r["n_train"] + r["n_test"]) * r["bits"]) for r in runs) \
+        if any(r["captures"] for r in runs) else 0
+    ram = int(calib["base_ram_bytes"] + data + params + max(activations, codes + dense))
+    disk = sum(2 * 12 * info["params"] * r["resumable"]
+               + (r["captures"] * (r["n_train"] + r["n_test"]) * r["bits"] // 8 if r["save_codes"] else 0)
+               + 20_000 * r["captures"] + 200 * r["epochs"] for r in runs)
+    return {"seconds": sum(t.values()), "terms": t, "peak_ram_bytes": ram, "disk_bytes": int(disk),
+            "members": m, "steps": steps}

@@ -1,0 +1,157 @@
+"""activation_hash.plan: the jobs it composes are Hydra's, its units are the batched launcher's, its
+arithmetic follows the stated model on a fake calibration, and it refuses a unit that will not fit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
+
+from activation_hash.plan import cost_study, main, plan_study
+from activation_hash.plan.arch import describe
+from activation_hash.plan.cost import run_facts, unit_cost
+from activation_hash.plan.expand import jobs, units
+
+FAKE = {"device": "fake", "source": "test", "step_overhead_s": 0.01, "epoch_overhead_s": 0.5,
+        "batch_overhead_s": 0.002, "capture_overhead_s": 1.0, "metrics_s_per_gbit": 100.0,
+        "knn_s_per_tword_pair": 1000.0, "base_ram_bytes": 10**8,
+        "train_flops_per_s": {"default": 1e9}, "eval_flops_per_s": {"default": 2e9}}
+
+
+def _hydra_job(study: str, overrides: list[str]) -> dict:
+    """The reference: one job composed by Hydra with its sweep values as overrides."""
+    with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={study}", "profile=smoke", *overrides])
+    with open_dict(cfg):
+        cfg.output_dir = "plan"
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("study,axes", [("sample_size", ["model.width", "data.train_size", "seed"]),
+                                        ("dlgn_vs_relu", ["data", "model", "model.width", "seed"])])
+def test_jobs_are_hydras_jobs(study: str, axes: list[str]) -> None:
+    tasks, launcher = jobs(study, "smoke", ["hydra/launcher=batched"])
+    assert launcher["_target_"].endswith("BatchedLauncher")
+    with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
+        params = compose(config_name="config", overrides=[f"+experiment={study}", "profile=smoke"],
+                         return_hydra_config=True).hydra.sweeper.params
+        grid = OmegaConf.to_container(params, resolve=True)
+    sizes = [len(str(grid[a]).split(",")) for a in axes]
+    assert len(tasks) == math.prod(sizes)
+    # first, last and a middle job against Hydra's own composition of that job
+    import itertools
+    combos = list(itertools.product(*[str(grid[a]).split(",") for a in axes]))
+    for i in (0, len(combos) // 2, len(combos) - 1):
+        assert tasks[i] == _hydra_job(study, [f"{a}={v}" for a, v in zip(axes, combos[i])])
+
+
+@pytest.mark.parametrize("study", ["training_time", "dlgn_vs_relu", "regularization"])
+def test_units_are_the_launchers(study: str) -> None:
+    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan
+    tasks, launcher = jobs(study, "smoke", ["hydra/launcher=batched"])
+    for pad in (False, True):
+        mine, _ = units(tasks, launcher, pad, lambda m, s, c: describe(m, s, c))
+        theirs, _ = plan([OmegaConf.create(t) for t in tasks], launcher.get("max_members"), pad)
+        assert mine == theirs
+
+
+def test_run_facts_step_limited_and_epochs() -> None:
+    p = plan_study("sample_size", "smoke", ["hydra/launcher=basic"], gpu=False)
+    assert len(p["units"]) == len(p["tasks"])          # the basic launcher: every job alone
+    for task, f in zip(p["tasks"], p["facts"]):
+        assert f["steps"] == task["trainer"]["max_steps"]
+        per_epoch = math.ceil(task["data"]["train_size"] / task["data"]["batch_size"])
+        assert f["epochs"] == math.ceil(f["steps"] / per_epoch)
+        assert f["captures"] == 1                      # codes.epochs=last: the capture at the step limit
+        assert f["bits"] == task["model"]["width"]
+    p = plan_study("training_time", "smoke", [], gpu=False)
+    f = p["facts"][0]
+    assert (f["n_train"], f["n_val"], f["n_test"]) == (48000, 12000, 10000)
+    assert f["steps"] == 10 * 375 and f["captures"] == 6 and f["val_epochs"] == 10
+
+
+def test_unit_cost_arithmetic_on_a_fake_calibration() -> None:
+    info = {"family": "MLP", "flops": 1000, "params": 50, "activations": 20}
+    run = {"n_train": 100, "n_val": 40, "n_test": 60, "batch": 10, "eval_batch": 20, "steps": 30, "epochs": 3,
+           "val_epochs": 3, "captures": 2, "bits": 128, "dim": 4, "n_file": 140, "n_test_file": 60,
+           "code_bits": 2 * 160 * 128, "save_codes": True, "resumable": True, "subset": False,
+           "max_dense_bytes": 1000}
+    one = unit_cost([run], info, FAKE)
+    t = one["terms"]
+    assert t["train"] == pytest.approx(30 * (0.01 + 3 * 1000 * 10 / 1e9))
+    assert t["epoch_machinery"] == pytest.approx(3 * 0.5)
+    assert t["validation"] == pytest.approx(3 * (40 * 1000 / 2e9 + 2 * 0.002))
+    assert t["capture_forward"] == pytest.approx(2 * (1.0 + 160 * 1000 / 2e9 + 8 * 0.002))
+    assert t["capture_metrics"] == pytest.approx(2 * (100 * 160 * 128 / 1e9 + 1000 * 100 * 60 * 2 / 1e12))
+    assert one["seconds"] == pytest.approx(sum(t.values()))
+    data = 4 * 4 * 200 + 4 * 200
+    assert one["peak_ram_bytes"] == 10**8 + data + 16 * 50 + max(2 * 4 * 20 * 10, 160 * 128 // 8 + 1000)
+    assert one["disk_bytes"] == 2 * 12 * 50 + 2 * 160 * 128 // 8 + 2 * 20_000 + 3 * 200
+    two = unit_cost([run, run], info, FAKE)   # a group: one step overhead, two members' arithmetic
+    assert two["terms"]["train"] == pytest.approx(30 * (0.01 + 2 * 3 * 1000 * 10 / 1e9))
+    assert two["terms"]["capture_metrics"] == pytest.approx(2 * t["capture_metrics"])
+    assert two["terms"]["epoch_machinery"] == pytest.approx(t["epoch_machinery"])
+
+
+def test_plan_json_and_refusal(tmp_path, capsys) -> None:
+    profile = tmp_path / "fake.json"
+    profile.write_text(json.dumps(FAKE))
+    out = tmp_path / "plan.json"
+    assert main(["+experiment=training_time", "--json", str(out), "--device-profile", str(profile)]) == 0
+    plan = json.loads(out.read_text())
+    s, = plan["studies"]
+    for key in ("name", "profile", "runs", "units", "optimizer_steps", "captures", "code_gbit",
+                "estimated_seconds", "peak_ram_bytes", "disk_bytes"):
+        assert key in s
+    assert (s["runs"], s["optimizer_steps"], s["captures"]) == (4, 15000, 24)
+    assert plan["device"] == "fake" and plan["total_estimated_seconds"] == pytest.approx(s["estimated_seconds"])
+    # a machine of 0.01 GB RAM: every unit is refused, named, with its numbers and what to change
+    capsys.readouterr()
+    assert main(["+experiment=training_time", "--device-profile", str(profile), "--check", "--max-ram", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert "training_time: unit MLP/mnist width=40" in err and "> this machine's 0.0 GB" in err
+    assert "even one run needs" in err and "nothing was run" in err
+    assert main(["+experiment=training_time", "--device-profile", str(profile), "--check", "--max-disk", "0"]) == 1
+    assert "codes.save=false" in capsys.readouterr().err
+
+
+def test_cost_study_sums_units() -> None:
+    p = plan_study("training_time", "smoke", ["hydra/launcher=batched"], gpu=False)
+    s = cost_study(p, FAKE)
+    assert s["units"] == 2 and s["groups"] == 2        # on a CPU a group holds one width
+    assert s["estimated_seconds"] == pytest.approx(sum(c["seconds"] for c in s["_unit_costs"]))
+    assert s["code_gbit"] == pytest.approx(sum(f["captures"] * 58000 * f["bits"] for f in p["facts"]) / 1e9)
+
+
+def test_bad_study_is_an_error(capsys) -> None:
+    assert main(["+experiment=nope"]) == 2
+    assert "error: +experiment=nope" in capsys.readouterr().err
+
+
+def test_refusal_names_the_group_size_that_fits(tmp_path, capsys) -> None:
+    p = plan_study("training_time", "smoke", ["hydra/launcher=batched"], gpu=False)
+    unit = p["units"][0]
+    facts, info = [p["facts"][i] for i in unit], p["infos"][unit[0]]
+    one, two = (unit_cost(facts[:k], info, FAKE)["peak_ram_bytes"] for k in (1, 2))
+    assert one < two
+    profile = tmp_path / "fake.json"
+    profile.write_text(json.dumps(FAKE))
+    limit = (one + two) / 2 / 1e9
+    assert main(["+experiment=training_time", "--device-profile", str(profile), "--check", "--max-ram", str(limit)]) == 1
+    err = capsys.readouterr().err
+    assert "hydra.launcher.max_members=1 (smaller groups)" in err
+
+
+def test_reproduce_paper_plans_before_any_training() -> None:
+    """`make reproduce-paper` runs the plan with --check (exit 1 stops make) before the first study."""
+    import subprocess
+    from tests.conftest import REPO
+    lines = subprocess.run(["make", "-n", "-C", str(REPO), "reproduce-paper", "PROFILE=paper", "BIN=python"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    plan = next(i for i, line in enumerate(lines) if "-m activation_hash.plan" in line)
+    train = next(i for i, line in enumerate(lines) if "-m activation_hash +experiment" in line)
+    assert plan < train and "--check" in lines[plan] and "profile=paper" in lines[plan]
+    assert "+experiment=cnn_zoo" in lines[plan] and "hydra/launcher=batched" in lines[plan]
