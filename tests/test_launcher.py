@@ -136,11 +136,14 @@ def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
         assert [(r["epoch"], r["reason"]) for r in rows][-1] == (2, "stopped")
 
 
-def test_step_limited_members_of_different_training_set_sizes_equal_solo_runs(tmp_path) -> None:
+@pytest.mark.parametrize("schedule", [[], ["scheduler=step_in_steps", "scheduler.step_size=4"]],
+                         ids=["no scheduler", "lr in steps"])
+def test_step_limited_members_of_different_training_set_sizes_equal_solo_runs(tmp_path, schedule) -> None:
     """The sample-size study's case: trainer.max_steps, members of 200, 50 and 130 images (7, 2
     and 5 batches of 32 per epoch, padded to one batch per step), so their epochs end at different
-    steps and max_steps=9 cuts two of their last epochs part way."""
-    common = [o for o in SMALL if not o.startswith("scheduler")]
+    steps and max_steps=9 cuts two of their last epochs part way; with a schedule in optimizer
+    steps (sample_size_cifar10's) the learning rate drops at steps 4 and 8 for every member."""
+    common = [*(o for o in SMALL if not o.startswith("scheduler")), *schedule]
     # captures 0, 1, 2: epoch 3 is never reached by the 200- and 130-image members (refused by the schema)
     common += ["trainer.max_epochs=1000", "trainer.max_steps=9", "data.batch_size=32", "codes.epochs=[0,1,2]"]
     variants = [["seed=0", "model.width=16", "data.train_size=200"],

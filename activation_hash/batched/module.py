@@ -10,8 +10,8 @@ ones for elementwise optimizers (Adam, AdamW, SGD; `run_group.OPTIMIZERS`). Each
 own minibatches: `ZipLoader` stacks the members' loaders batch by batch, each member cycling its
 own loader (a new epoch, i.e. its next order, whenever it is used up), so members of different
 training-set sizes can share steps; their batches are then padded to the largest and the padded
-rows left out of the loss (`valid`). The scheduler is stepped per Lightning epoch, as the solo
-`Classifier` asks Lightning to.
+rows left out of the loss (`valid`). The scheduler is stepped per Lightning epoch, or per optimizer
+step when it says so (`interval`, e.g. `step_lr_in_steps`), as the solo `Classifier` asks Lightning to.
 
 Early stopping per member (`active`): a stopped member leaves the loss (zero gradient) and,
 because Adam moves parameters even at zero gradient (its moment estimates), its parameters and
@@ -91,7 +91,8 @@ class BatchedClassifier(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": getattr(scheduler, "interval", "epoch")}}
 
     def on_train_start(self) -> None:
         self._sums, self._correct, self._count = (torch.zeros(self.members, device=self.device) for _ in range(3))

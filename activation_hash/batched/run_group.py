@@ -71,8 +71,11 @@ DATA_TARGET = "activation_hash.data.InMemoryDataModule"
 # elementwise optimizers: one over the stacked parameters is M independent ones
 OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
 # schedules that depend on the epoch count only (stepped once per epoch, as Lightning's "epoch" interval)
+# and schedules stated in optimizer steps (Lightning's "step" interval; every member takes the same steps)
+STEP_SCHEDULERS = ("activation_hash.models.schedulers.step_lr_in_steps",)
 SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
-              "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after")
+              "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after",
+              *STEP_SCHEDULERS)
 # trainer keys the batched loop implements only at these values
 TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
                   "precision": ("32-true", "32", 32), "gradient_clip_val": (None, 0, 0.0), "num_nodes": (1,),
@@ -179,12 +182,13 @@ def _probe_runs(name: str, metrics: dict, shape: tuple[int, ...]) -> bool:
 def batchable_keys(cfg: DictConfig | dict) -> tuple[str, ...]:
     """The keys in which this run's group members may differ: `members.BATCHABLE_KEYS`, plus
     `data.train_size` for step-limited runs (trainer.max_steps: every member takes the same
-    steps, so Adam's step count, one per stacked tensor, stays each member's own) without a
-    scheduler (it steps per epoch, and the members' epochs end at different steps) or batch norm
+    steps, so Adam's step count, one per stacked tensor, stays each member's own) without an
+    epoch scheduler (the members' epochs end at different steps; a schedule in steps is fine) or batch norm
     (a member's padded batch rows would enter its batch statistics)."""
     c = _plain(cfg)
     trainer, model = c.get("trainer") or {}, c.get("model") or {}
-    if (trainer.get("max_steps") or -1) > 0 and not c.get("scheduler") and not model.get("batch_norm"):
+    in_steps = not c.get("scheduler") or c["scheduler"].get("_target_") in STEP_SCHEDULERS
+    if (trainer.get("max_steps") or -1) > 0 and in_steps and not model.get("batch_norm"):
         return (*BATCHABLE_KEYS, "data.train_size")
     return BATCHABLE_KEYS
 
