@@ -100,7 +100,14 @@ def _default_values() -> dict[str, Any]:
     from hydra import compose, initialize_config_module
     with initialize_config_module("activation_hash.conf", version_base="1.3"):
         cfg = compose("config")
-    return {key: OmegaConf.select(cfg, key, default="—", throw_on_missing=False) for key, _ in _rules()}
+    return {key: _value(cfg, key) for key, _ in _rules()}
+
+
+def _value(cfg: Any, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, default="—", throw_on_missing=False)
+    except Exception:  # noqa: BLE001 - an interpolation only a running Hydra job resolves (output_dir)
+        return "set at run time"
 
 
 def render() -> str:

@@ -162,4 +162,7 @@ def build_callbacks(cfg: DictConfig | None) -> list:
     """The `callbacks` group's callbacks (one entry each with a `_target_`), of either Lightning
     namespace (lightning_ns.py)."""
     specs = OmegaConf.to_container(cfg, resolve=True) if cfg else {}
-    return [instantiate(in_trainer_namespace(spec)) for spec in specs.values() if spec and "_target_" in spec]
+    # each spec under its own key (callbacks.NAME), so an error in its constructor names it
+    nodes = OmegaConf.create({"callbacks": {name: in_trainer_namespace(spec) for name, spec in specs.items()
+                                            if spec and "_target_" in spec}}).callbacks
+    return [instantiate(nodes[name]) for name in nodes]

@@ -432,7 +432,8 @@ RULES: dict[str, Check] = {
 _MODELS = "activation_hash.models."
 TARGET_RULES: dict[str, dict[str, Check]] = {
     _MODELS + "mlp.MLP": {"depth": integer(1), "width": integer(1), "split_width": boolean, "widths": int_list(1),
-                          "batch_norm": boolean, "bias": boolean, "activation": choice("relu", "silu")},
+                          "batch_norm": boolean, "bias": boolean, "activation": choice("relu", "silu"),
+                          "init": choice("torch", "glorot_uniform"), "l2": number(0)},
     _MODELS + "dlgn.DLGN": {
         "variant": choice("dlgn", "dlgn_sf", "dgn"), "beta": number(0, lo_open=True), "hard_gates": boolean,
         "value_input": choice("ones", "x"), "gating_bias": boolean, "value_bias": boolean},

@@ -12,6 +12,7 @@ bad jobs raises SweepError listing every one of them; nothing has been written o
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Sequence
@@ -249,7 +250,6 @@ def _not_a_sweep(master: DictConfig, overrides: Sequence[str]) -> None:
 def _sweep_jobs(master: DictConfig, overrides: Sequence[str], loader: Any) -> list[list[str]]:
     """The job overrides of the sweep, as Hydra's BasicSweeper makes them (another sweeper: the
     master config alone)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     target = str(OmegaConf.select(master, "hydra.sweeper._target_", default=""))
     if not target.endswith("BasicSweeper"):
@@ -258,10 +258,21 @@ def _sweep_jobs(master: DictConfig, overrides: Sequence[str], loader: Any) -> li
     arguments = [f"{k}={v}" for k, v in params.items()] + [o for o in overrides if not _is_hydra_override(o)]
     try:
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
-        batches = BasicSweeper.split_arguments(parsed, None)
+        choices = [_choices(override) for override in parsed]
     except Exception as err:  # noqa: BLE001 - a grammar error Hydra would print as a block
         raise ConfigError("overrides", " ".join(arguments), _one_line(str(err))) from None
-    return [list(job) for batch in batches for job in batch]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def _choices(override: Any) -> list[str]:
+    """The `key=value` strings of one override: each value of a discrete sweep (`a,b`, `choice`,
+    `range`), as the basic sweeper expands them, or the override itself."""
+    key = override.get_key_element()
+    if not override.is_sweep_override():
+        return [f"{key}={override.get_value_element_as_str()}"]
+    if not override.is_discrete_sweep():
+        raise ValueError(f"{override.input_line}: the basic sweeper takes discrete sweeps only (a,b / choice / range)")
+    return [f"{key}={value}" for value in override.sweep_string_iterator()]
 
 
 def _is_hydra_override(override: str) -> bool:

@@ -175,8 +175,8 @@ def test_metrics_device_selection_on_cpu(tiny_cfg) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"metrics.device='cuda:0': no CUDA device"):
             metrics_device("cuda:0", cpu)
-        with pytest.raises(ValueError, match=r"metrics.device='cuda': no CUDA device"):
-            run(tiny_cfg("metrics.device=cuda"))  # before training: no run directory yet
+        with pytest.raises(ValueError, match=r"metrics.device=cuda: no CUDA device"):
+            run(tiny_cfg("metrics.device=cuda"))  # refused by the schema before training: no run directory yet
     with pytest.raises(ValueError, match=r"metrics.device='tpu9': allowed auto, cpu, cuda, cuda:N"):
         metrics_device("tpu9", cpu)
 
