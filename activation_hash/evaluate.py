@@ -43,6 +43,7 @@ from .metrics.torch_backend import BACKENDS
 
 REQUIRED_KEYS = io.REQUIRED_KEYS
 PROG = "python -m activation_hash.evaluate"
+PER_FAMILY = 6  # numbers printed for a family outside the run's table (all of them are in the JSON)
 # the options' names in compute_families' messages (metrics.KEY) -> this command's flags
 FLAGS = {"metrics.which": "--which", "metrics.knn_k": "--k", "metrics.n_threads": "--threads",
          "metrics.logreg_mode": "--logreg-mode", "metrics.backend": "--backend", "metrics.plugins": "--plugins",
@@ -304,9 +305,11 @@ def _epoch(path: Path, data_epoch: Any) -> Any:
     return int(match[1]) if match else "-"
 
 
-def print_table(path: Path, metrics: dict[str, Any], epoch: Any, seconds: float, out: Path) -> None:
-    """The run's compact table (``activation_hash.summary``) for this one capture; every metric
-    is in the JSON file, under the names the legend gives for the table's short headers."""
+def print_table(path: Path, metrics: dict[str, Any], which: Sequence[str], epoch: Any, seconds: float,
+                out: Path) -> None:
+    """The run's compact table (``activation_hash.summary``) for this one capture, a legend from
+    its short headers to the metric names, one line of at most ``PER_FAMILY`` numbers for each
+    family outside the table (retrieval, plugins); every metric is in the JSON file."""
     from rich.console import Console
 
     from .summary import COLUMNS, print_summary
@@ -316,6 +319,15 @@ def print_table(path: Path, metrics: dict[str, Any], epoch: Any, seconds: float,
     legend = ", ".join(f"{short} = {key}" for key, short in COLUMNS if metrics.get(key) is not None)
     if legend:
         console.print(f"columns: {legend}", markup=False)
+    known = families()
+    for name in which:
+        if name in WHICH or name not in known:
+            continue
+        numbers = [k for k in known[name].names if isinstance(metrics.get(k), float)]
+        if numbers:
+            more = f" (+{len(numbers) - PER_FAMILY} more)" if len(numbers) > PER_FAMILY else ""
+            shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in numbers[:PER_FAMILY])
+            console.print(f"{name}: {shown}{more}", markup=False)
     console.print(f"wrote {out} (all {len(metrics)} metrics)", markup=False)
 
 
@@ -331,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         fail(_as_flags(str(err)))
     atomic_write_json(out, metrics)
-    print_table(args.codes, metrics, epoch, elapsed, out)
+    print_table(args.codes, metrics, which, epoch, elapsed, out)
     return 0
 
 
