@@ -269,6 +269,9 @@ def check(args: argparse.Namespace, flag: str) -> tuple[CodeSet, list[str], dict
         load_plugins(plugins)
     except ValueError as err:
         raise ValueError(_as_flags(str(err)).replace("--plugins:", f"--plugins={args.plugins}:", 1)) from None
+    except Exception as err:  # noqa: BLE001 - a user module that fails as it loads: one line, not a traceback
+        raise ValueError(f"--plugins={args.plugins}: loading it raised {type(err).__name__}: {err}; allowed: "
+                         f"importable modules defining FAMILY = MetricFamily(...)") from None
     which = _which(args.which)
     device = _check_device(args.device)
     if args.json is not None:

@@ -142,3 +142,16 @@ def test_argparse_errors_and_typos_are_one_line_with_the_closest_name(tmp_path: 
     captured = capsys.readouterr()
     assert captured.err.startswith(line) and captured.err.count("\n") == 1 and captured.out == "", captured
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.npz"]
+
+
+def test_a_plugin_that_raises_as_it_loads_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_family.py").write_text("raise RuntimeError('needs a GPU build')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _codes(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main([str(path), "--plugins", "broken_family"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --plugins=broken_family: loading it raised RuntimeError: needs a GPU build;") \
+        and err.count("\n") == 1, err
