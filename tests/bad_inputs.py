@@ -176,6 +176,21 @@ EVALUATE: list[tuple[list[str], str]] = [
     (["{tmp}/good.npz", "--json", "{tmp}/afile/out.json"], "--json"),
     (["{tmp}/good.npz", "--which", "foo"], "--which"),
     (["{tmp}/good.npz", "--threads", "0"], "--threads"),
+    # argparse's own errors, one line each, and what only the file can tell (before any metric)
+    ([], "codes"),
+    (["{tmp}/good.npz", "{tmp}/float.npz"], "codes"),
+    (["{tmp}/good.npz", "--kk", "3"], "--kk"),
+    (["{tmp}/good.npz", "--k", "abc"], "--k"),
+    (["{tmp}/good.npz", "--threads"], "--threads"),
+    (["{tmp}/good.npz", "--backend", "tor"], "--backend"),
+    (["{tmp}/good.npz", "--no-drop-constant=1"], "--no-drop-constant"),
+    (["{tmp}/good.npz", "--k", "1000"], "--k"),
+    (["{tmp}/good.npz", "--which", ","], "--which"),
+    (["{tmp}/good.npz", "--which", "binary_encoding"], "--which"),
+    (["{tmp}/good.npz", "--plugins", "nosuch_module"], "--plugins"),
+    (["{tmp}/good.npz", "--out", "{tmp}/good.npz"], "--out"),
+    (["{tmp}/good.npz", "--out", "{tmp}/empty"], "--out"),
+    (["{tmp}/good.npz", "--json", "{tmp}/nodir/out.json"], "--json"),
 ]
 
 REPORT: list[tuple[list[str], str]] = [

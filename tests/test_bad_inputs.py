@@ -11,24 +11,31 @@ import pytest
 
 from tests.bad_inputs import TABLE, case_id, classify, make_fixtures, run_case
 
-# evaluate's input checks belong to the device-metrics work (activation_hash/evaluate.py): its rows
-# are kept here so they turn green with it
-PENDING = {"evaluate"}
-
-
 def _param(entry: str, argv: list[str], key: str):
-    marks = [pytest.mark.xfail(reason="evaluate's checks are not one-line yet", strict=False)] \
-        if entry in PENDING else []
-    return pytest.param(entry, argv, key, id=case_id(entry, argv), marks=marks)
+    return pytest.param(entry, argv, key, id=case_id(entry, argv))
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def _must_not_compute(*args, **kwargs):
+    raise AssertionError("a metric was computed before every input was checked")
 
 
 @pytest.mark.parametrize(("entry", "argv", "key"), [_param(*row) for row in TABLE])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(entry: str, argv: list[str], key: str,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_fixtures(tmp_path / "in")
     out_root = tmp_path / "out"
+    before = _files(tmp_path / "in")
+    if entry == "evaluate":  # refused before any metric is computed
+        from activation_hash import evaluate
+        monkeypatch.setattr(evaluate, "compute_families", _must_not_compute)
     code, text, written = run_case(entry, argv, tmp_path / "in", out_root)
     assert classify(code, text, written, key) == "clean", f"exit {code}, written {written}:\n{text[-3000:]}"
+    if entry == "evaluate":
+        assert _files(tmp_path / "in") == before, "evaluate may write nothing (no metrics.json, no codes file touched)"
     if entry == "app":
         assert not out_root.exists() or not any(out_root.rglob("*")), "nothing may be written before the checks pass"
     assert not (tmp_path / "in" / "rep").exists()

@@ -85,3 +85,73 @@ def test_one_reader(tmp_path: Path) -> None:
     assert evaluate.read_codes(path)["n_bits"] == 3
     with pytest.raises(io.CodesFileError, match="no such file"):
         io.load_codes(tmp_path / "absent.npz")
+
+
+def test_output_is_the_runs_compact_table_and_the_json_keeps_every_metric(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """Issue 21: the console gets the run's table (a few lines, no precision-recall lists); the
+    JSON gets every metric of every family, equal to compute_families on the same codes."""
+    from activation_hash.metrics import compute_families
+    from activation_hash.metrics.registry import CodeSet
+    from activation_hash.summary import COLUMNS
+    path = _codes(tmp_path, epoch=np.int64(3))
+    assert evaluate.main([str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) <= 15 and len(out) < 2000, out
+    assert "pr_curve" not in out and "[" not in out, out
+    written = json.loads(path.with_suffix(".metrics.json").read_text())
+    data = io.load_codes(path)
+    which = evaluate.default_which(set())
+    assert "retrieval" in which  # the family whose lists made the old output 27 KB
+    expected = compute_families(CodeSet(data["train_codes"], data["train_labels"], data["test_codes"],
+                                        data["test_labels"], data["n_bits"], {}), which,
+                                {"knn_k": 9, "logreg_mode": "ovo", "n_threads": 1})
+    assert list(written) == list(expected)
+    assert written == json.loads(json.dumps(expected))  # every value, precision-recall lists included
+    assert isinstance(written["test/pr_curve/precision"], list) and len(written["test/pr_curve/precision"]) > 1
+    row = next(line for line in lines if line.split()[:1] == ["3"])  # the epoch from the file's field
+    shown = [key for key, _ in COLUMNS if key in written]
+    assert row.split()[2:] == [f"{written[key]:.3f}" for key in shown]
+    assert f"wrote {path.with_suffix('.metrics.json')} (all {len(written)} metrics)" in out
+    assert f"retrieval: test/map {written['test/map']:.3f}" in out  # a family outside the table: one line
+
+
+def test_device_auto_is_accepted(tmp_path: Path) -> None:
+    """--device auto: CUDA when there is one, else the CPU (it used to be refused as 'allowed auto, ...')."""
+    import torch
+    path = _codes(tmp_path)
+    assert evaluate.main([str(path), "--which", "redundancy", "--device", "auto"]) == 0
+    backend = json.loads(path.with_suffix(".metrics.json").read_text())["backend"]
+    assert backend == ("torch" if torch.cuda.is_available() else "sklearn")
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["--kk", "3"], "error: --kk (unknown option): did you mean --k? allowed: "),
+    (["--logreg-mode", "ov"], "error: --logreg-mode=ov: did you mean ovr? allowed: ovo, ovr, multinomial"),
+    (["--which", "redundancy,kmean"], "error: --which=redundancy,kmean: unknown metric family 'kmean'; "
+                                      "did you mean kmeans? allowed: "),
+    (["--json"], "error: --json=(no value): expects one value"),
+])
+def test_argparse_errors_and_typos_are_one_line_with_the_closest_name(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                      argv: list[str], line: str) -> None:
+    path = _codes(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main([str(path), *argv])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(line) and captured.err.count("\n") == 1 and captured.out == "", captured
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.npz"]
+
+
+def test_a_plugin_that_raises_as_it_loads_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_family.py").write_text("raise RuntimeError('needs a GPU build')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _codes(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main([str(path), "--plugins", "broken_family"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --plugins=broken_family: loading it raised RuntimeError: needs a GPU build;") \
+        and err.count("\n") == 1, err
