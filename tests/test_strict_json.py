@@ -61,9 +61,6 @@ def test_a_run_with_undefined_metrics_writes_strict_result_json(tmp_path: Path) 
     assert set(undefined) <= set(result[NULL_REASONS])
 
 
-@pytest.mark.xfail(reason="encoding.jsonl is written by codes/callback.py with json.dumps: it needs "
-                          "activation_hash.atomic.dumps_json (a one-line hook for the run-contract owner)",
-                   strict=False)
 def test_encoding_jsonl_is_strict_too(tmp_path: Path) -> None:
     out = _run_tiny(tmp_path, "metrics.which=[redundancy,binary_encoding]", "trainer.max_epochs=1",
                     "codes.epochs=[1]")

@@ -33,7 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import activation_hash
-from activation_hash.atomic import atomic_write, atomic_write_json
+from activation_hash.atomic import atomic_write, atomic_write_json, dumps_json
 from activation_hash.codes.io import codes_path, load_codes, save_codes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.runs.paths import CODES, CONFIG, ENCODING, META, METRICS_CSV, RESULT
@@ -143,7 +143,7 @@ class RunRecord:
                 for split in ("train", "test")]
         self.rows.extend(rows)
         # rewrite the whole (small) file atomically so a crash never leaves a half line
-        atomic_write(self.out / ENCODING, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
+        atomic_write(self.out / ENCODING, "".join(dumps_json(r, sort_keys=True) + "\n" for r in self.rows))
         if self.save:
             extra = {} if self.clean_labels is None else {"train_clean_labels": self.clean_labels}
             save_codes(codes_path(self.out / CODES, epoch), train_codes=train.codes, test_codes=test.codes,
@@ -196,7 +196,7 @@ def restore_captures(out_dir: Path, epochs_trained: int) -> list[dict[str, Any]]
     jsonl = out_dir / ENCODING
     rows = read_rows(jsonl)[0] if jsonl.is_file() else []
     records = [r for r in rows if r["epoch"] <= epochs_trained]
-    atomic_write(jsonl, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    atomic_write(jsonl, "".join(dumps_json(r, sort_keys=True) + "\n" for r in records))
     codes = out_dir / CODES
     for path in codes.glob("epoch=*.npz") if codes.is_dir() else ():
         if int(path.stem.split("=")[1]) > epochs_trained:
