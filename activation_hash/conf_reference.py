@@ -100,7 +100,14 @@ def _default_values() -> dict[str, Any]:
     from hydra import compose, initialize_config_module
     with initialize_config_module("activation_hash.conf", version_base="1.3"):
         cfg = compose("config")
-    return {key: OmegaConf.select(cfg, key, default="—", throw_on_missing=False) for key, _ in _rules()}
+    tree = OmegaConf.to_container(cfg, resolve=False)  # defaults as written: `${output_dir}`, not a path
+    values = {}
+    for key, _ in _rules():
+        node: Any = tree
+        for part in key.split("."):
+            node = node.get(part, "—") if isinstance(node, dict) else "—"
+        values[key] = node
+    return values
 
 
 def render() -> str:
