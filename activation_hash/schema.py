@@ -670,14 +670,15 @@ def _signatures(cfg: DictConfig) -> None:
     for path in ("model", "data", "optimizer", "scheduler", "trainer", "model.network", "model.backbone",
                  "data.datamodule"):
         node = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
-        if isinstance(node, DictConfig) and "_target_" in node:
+        # a required `_target_: ???` (conf/model/custom.yaml) is not `in` the node but must be named
+        if isinstance(node, DictConfig) and ("_target_" in node or OmegaConf.is_missing(node, "_target_")):
             nodes.append((path, node))
     for group in ("callbacks", "logger"):
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             nodes += [(f"{group}.{k}", v) for k, v in node.items() if isinstance(v, DictConfig)]
     for path, node in nodes:
-        target = node.get("_target_")
+        target = "???" if OmegaConf.is_missing(node, "_target_") else node.get("_target_")
         obj = _resolve_target(f"{path}._target_", target)
         _check_arguments(path, node, obj, str(target))
     optimizer = cfg.get("optimizer")

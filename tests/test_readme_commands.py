@@ -18,6 +18,27 @@ from activation_hash.validate import check_config
 from tests.conftest import REPO, compose_config
 
 PREFIX = "python -m activation_hash "
+ENV_PREFIX = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*" + re.escape(PREFIX))   # `PYTHONPATH=x python -m ...`
+
+
+def split_command(command: str, home: Path) -> tuple[dict[str, str], list[str]]:
+    """A documented command's environment assignments and its arguments after `python -m pkg`."""
+    words = shlex.split(command.replace("$HOME", str(home)), comments=True)
+    env = {}
+    while words and "=" in words[0] and words[0] != "python":
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    return env, words[3:]
+
+
+def apply_environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the shell would: PYTHONPATH entries (relative to the repository root) become importable."""
+    for name, value in env.items():
+        if name == "PYTHONPATH":
+            for entry in reversed(value.split(":")):
+                monkeypatch.syspath_prepend(str(REPO / entry))
+        else:
+            monkeypatch.setenv(name, value)
 
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -38,7 +59,7 @@ def readme_commands(path: Path = REPO / "README.md") -> list[tuple[int, str, str
             pending = text[:-1] + " "
             continue
         pending = ""
-        if not text.startswith(PREFIX):
+        if not ENV_PREFIX.match(text):
             continue
         error = re.search(r"#\s*error:\s*(.+)$", text)
         found.append((number, text, error.group(1).strip() if error else None))
@@ -54,8 +75,10 @@ def test_the_readme_has_commands_to_check() -> None:
 
 
 @pytest.mark.parametrize("line, command, error", COMMANDS, ids=[where for where, _, _ in COMMANDS])
-def test_a_readme_command_composes_as_pasted(line: str, command: str, error: str | None, tmp_path: Path) -> None:
-    words = shlex.split(command.replace("$HOME", str(tmp_path)), comments=True)[3:]   # after python -m pkg
+def test_a_readme_command_composes_as_pasted(line: str, command: str, error: str | None, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    env, words = split_command(command, tmp_path)
+    apply_environment(env, monkeypatch)
     if any(w.lstrip("+").startswith("hparams_search=optuna") for w in words):
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     # as `python -m activation_hash` reads them: experiment=NAME is +experiment=NAME
