@@ -66,6 +66,17 @@ def readme_commands(path: Path = REPO / "README.md") -> list[tuple[int, str, str
     return found
 
 
+@pytest.fixture(autouse=True)
+def forget_plugin_families():
+    """A documented `metrics.plugins=[...]` registers its family in this process: unregister it
+    after the test, so later tests (the generated reference lists the families) see the built-in ones."""
+    from activation_hash.metrics import registry
+    before = set(registry.families())
+    yield
+    for name in set(registry.families()) - before:
+        registry.unregister(name)
+
+
 COMMANDS = [(f"{path.relative_to(REPO)}:{n}", command, error)
             for path in DOCUMENTS for n, command, error in readme_commands(path)]
 
