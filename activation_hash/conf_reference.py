@@ -33,7 +33,7 @@ the neural codes (on/off patterns of every ReLU-like unit) at scheduled epochs, 
 their redundancy and how well K-Means, K-NN and logistic regression categorize them.
 
 Most useful commands:
-  python -m activation_hash                                    # 8x8 digits, MLP of 100 ReLUs: no download
+  python -m activation_hash                                    # 8x8 digits, MLP of 200 ReLUs: no download
   python -m activation_hash data=mnist data.root=$HOME/data model.width=40 trainer.max_epochs=5
   python -m activation_hash experiment=model_size -m           # a whole study of the paper (smoke grid)
   python -m activation_hash.evaluate RUN/codes/epoch=0005.npz  # re-evaluate saved codes
