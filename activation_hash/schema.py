@@ -505,6 +505,7 @@ _ABSENT = object()
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad value of `cfg` (a composed config)."""
+    _load_metric_plugins(cfg)  # before metrics.which and optimized_metric: a plugin's family is allowed there
     rules = dict(RULES)
     rules["codes.epochs"] = _capture_schedule(cfg)
     late = ("optimized_metric",)  # metric names are known once metrics.plugins are loaded (_metric_options)
@@ -671,14 +672,15 @@ def _signatures(cfg: DictConfig) -> None:
     for path in ("model", "data", "optimizer", "scheduler", "trainer", "model.network", "model.backbone",
                  "data.datamodule"):
         node = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
-        if isinstance(node, DictConfig) and "_target_" in node:
+        # a required `_target_: ???` (conf/model/custom.yaml) is not `in` the node but must be named
+        if isinstance(node, DictConfig) and ("_target_" in node or OmegaConf.is_missing(node, "_target_")):
             nodes.append((path, node))
     for group in ("callbacks", "logger"):
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             nodes += [(f"{group}.{k}", v) for k, v in node.items() if isinstance(v, DictConfig)]
     for path, node in nodes:
-        target = node.get("_target_")
+        target = "???" if OmegaConf.is_missing(node, "_target_") else node.get("_target_")
         obj = _resolve_target(f"{path}._target_", target)
         _check_arguments(path, node, obj, str(target))
     optimizer = cfg.get("optimizer")
@@ -775,6 +777,20 @@ def _targets(cfg: DictConfig) -> None:
             raise ConfigError(group, value, f"names no class (_target_); a recipe or experiment sets these keys "
                                             f"and the {group} option chosen has none: choose one that uses them "
                                             f"(e.g. {group}=step for a scheduler), or recipe=default")
+
+
+def _load_metric_plugins(cfg: DictConfig) -> None:
+    """Import and register the families named in `metrics.plugins` (checked first)."""
+    plugins = OmegaConf.select(cfg, "metrics.plugins", default=None, throw_on_missing=False)
+    if not plugins:
+        return
+    if (allowed := RULES["metrics.plugins"](plugins)) is not None:
+        raise ConfigError("metrics.plugins", plugins, allowed)
+    from activation_hash.metrics.registry import load_plugins
+    try:
+        load_plugins(list(plugins))
+    except ValueError as err:
+        raise ConfigError("metrics.plugins", list(plugins), str(err).partition(": ")[2]) from None
 
 
 def _metric_options(cfg: DictConfig) -> None:

@@ -179,10 +179,12 @@ class FunctionalNet(nn.Module):
 
 
 def test_custom_config_brings_an_outside_network() -> None:
-    example = instantiate(compose_config(["model=custom"]).model)(input_shape=MNIST, num_classes=10)
+    resnet = ["model=custom", "model.network._target_=activation_hash.models.resnet.ResNet",
+              "+model.network.num_blocks=[1,1,1]", "+model.network.base_width=8", "+model.network.shortcut=A"]
+    example = instantiate(compose_config(resnet).model)(input_shape=MNIST, num_classes=10)
     assert example(torch.rand(2, *MNIST)).shape == (2, 10) and describe_units(example, MNIST)
+    # the user's class receives only what the user set: no example keys of conf/model/custom.yaml
     cfg = compose_config(["model=custom", f"model.network._target_={__name__}.FunctionalNet",
-                          "~model.network.num_blocks", "~model.network.base_width", "~model.network.shortcut",
                           "model.num_classes_arg=classes", "model.input_shape_arg=null", "regularizer=batch_norm"])
     net = instantiate(cfg.model)(input_shape=MNIST, num_classes=7)
     assert describe_units(net, MNIST) == [("relu", 4 * 28 * 28), ("relu_1", 4)]
@@ -202,3 +204,13 @@ def test_classifier_trains_a_cnn_with_lightning(name: str) -> None:
     trainer.fit(module, DataLoader(data, batch_size=8))
     assert trainer.global_step == 2
     assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+
+
+def test_custom_config_names_no_network_of_its_own(tmp_path) -> None:
+    """model=custom alone is refused with one line naming the key to set (no hidden example network)."""
+    from activation_hash.schema import ConfigError
+    from activation_hash.validate import check_config
+    cfg = compose_config(["model=custom"], output_dir=tmp_path)
+    assert set(cfg.model.network.keys()) == {"_target_", "_partial_"}
+    with pytest.raises(ConfigError, match=r"model.network._target_=\?\?\?: must name a class"):
+        check_config(cfg)

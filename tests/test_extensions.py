@@ -63,3 +63,24 @@ def test_a_registered_family_and_probe_run_at_every_capture(tiny_cfg, registered
 def test_unknown_probe_option_fails_before_training(tiny_cfg, registered) -> None:
     with pytest.raises(ValueError, match=r"metrics.my_probe: unknown option\(s\) \['n'\]"):
         run(tiny_cfg("+metrics.my_probe.enabled=true", "+metrics.my_probe.n=7"))
+
+
+def test_metrics_plugins_are_loaded_before_metrics_which_is_checked(tmp_path) -> None:
+    """A plugin's family is a valid metrics.which entry at check time; a bad plugin is one line."""
+    from activation_hash.schema import ConfigError
+    from activation_hash.validate import check_config
+    from tests.conftest import compose_config
+    module = tmp_path / "plugin_at_check_time.py"
+    module.write_text("from activation_hash.metrics.registry import MetricFamily\n"
+                      "FAMILY = MetricFamily(name='at_check_time', names=('test/x',), compute=lambda c: {'test/x': 0.0})\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        check_config(compose_config(["metrics.plugins=[plugin_at_check_time]", "metrics.which=[at_check_time]"],
+                                    output_dir=tmp_path / "run"))
+        with pytest.raises(ConfigError, match=r"^metrics.plugins=\['nosuch_plugin'\]: cannot import 'nosuch_plugin'"):
+            check_config(compose_config(["metrics.plugins=[nosuch_plugin]", "metrics.which=[redundancy]"],
+                                        output_dir=tmp_path / "run"))
+    finally:
+        sys.path.remove(str(tmp_path))
+        registry.unregister("at_check_time")

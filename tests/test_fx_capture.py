@@ -296,7 +296,6 @@ def test_model_custom_keeps_loss_terms_through_tracing(tmp_path) -> None:
     losses = {}
     for modularize in (True, False):
         cfg = compose_config([*tiny, "model=custom", f"model.network._target_={__name__}.DigitsPenalised",
-                              "~model.network.num_blocks", "~model.network.base_width", "~model.network.shortcut",
                               "model.num_classes_arg=classes", "model.input_shape_arg=null",
                               f"model.modularize={str(modularize).lower()}", "codes.save=false"],
                              output_dir=tmp_path / str(modularize))

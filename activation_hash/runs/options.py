@@ -34,13 +34,38 @@ def progress_mode(cfg: DictConfig) -> str:
     return mode
 
 
+def epoch_label(trainer: pl.Trainer) -> str:
+    """The epoch being trained, counted as captures count it: `epoch=k` is the state after k epochs
+    of training (0 = at initialization), so the first epoch trained is "Epoch 1" (Lightning says 0)."""
+    total = trainer.max_epochs if (trainer.max_epochs or -1) > 0 else None
+    return f"Epoch {trainer.current_epoch + 1}" + (f"/{total}" if total else "")
+
+
 def progress_bar(mode: str) -> list[pl.Callback]:
+    """One bar per run, reset every epoch (leave=False: a 300-epoch run leaves one line, not 600),
+    labelled with the epoch numbers that captures use."""
     if mode == "rich":
         from pytorch_lightning.callbacks import RichProgressBar
-        return [RichProgressBar(leave=True)]
+
+        class EpochBar(RichProgressBar):
+            def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                super().on_train_epoch_start(trainer, pl_module)
+                if self.progress is not None and self.train_progress_bar_id is not None:
+                    style = self.theme.description
+                    label = epoch_label(trainer)
+                    self.progress.update(self.train_progress_bar_id,
+                                         description=f"[{style}]{label}" if style else label)
+
+        return [EpochBar(leave=False)]
     if mode == "tqdm":
         from pytorch_lightning.callbacks import TQDMProgressBar
-        return [TQDMProgressBar()]
+
+        class EpochTqdm(TQDMProgressBar):
+            def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
+                super().on_train_epoch_start(trainer, *args)
+                self.train_progress_bar.set_description(epoch_label(trainer))
+
+        return [EpochTqdm(leave=False)]
     return []
 
 
