@@ -270,3 +270,40 @@ def test_tensors_stay_on_the_module_device():
     devices = {out.device, *(k.device for k in keep), *(b.device for b in meta.buffers()),
                *(p.grad.device for p in meta.parameters())}
     assert devices == {torch.device("meta")}
+
+
+@pytest.mark.parametrize("kind", ["stacked vgg16", "batched mlp of widths 16 and 7"])
+def test_clip_norm_per_member_is_each_solos_clip_grad_norm(kind):
+    """`module.clip_norm_per_member` on a group's stacked gradients vs torch's `clip_grad_norm_`
+    on each solo network's own (what Lightning's norm clipping does in a solo run): the members'
+    total norms and the clipped gradients agree; the clip bites (every norm above it)."""
+    from activation_hash.batched.mlp import BatchedMLP
+    from activation_hash.batched.module import clip_norm_per_member
+    from activation_hash.models.mlp import MLP
+    torch.manual_seed(0)
+    if kind.startswith("stacked"):
+        solos, shape = members("vgg16", 2, input_shape=(1, 8, 8)), (1, 8, 8)
+        net = StackedNet(copy.deepcopy(solos))
+    else:
+        solos, shape = [MLP((1, 8, 8), 10, depth=2, width=w) for w in (16, 7)], (1, 8, 8)
+        net = BatchedMLP(copy.deepcopy(solos))
+    net.train()
+    x, y = torch.randn(2, 16, *shape), torch.randint(0, 10, (2, 16))
+    logits = net(x)
+    sum(F.cross_entropy(logits[m], y[m]) for m in range(2)).backward()
+    max_norm = 0.05
+    totals = clip_norm_per_member([p.grad for p in net.parameters() if p.grad is not None], max_norm)
+    clipped = []
+    for m, solo in enumerate(solos):
+        solo.train()
+        F.cross_entropy(solo(x[m]), y[m]).backward()
+        total = torch.nn.utils.clip_grad_norm_(solo.parameters(), max_norm)
+        assert total > 2 * max_norm and abs(totals[m] - total) <= 1e-5 * total
+        clipped.append(solo)
+    for m, solo in enumerate(clipped):  # the clipped gradients, as the member's state: grads copied in
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.grad)
+            got = net.member_state(m, copy.deepcopy(solo))
+        for (name, p), q in zip(solo.named_parameters(), got.parameters()):
+            assert max_rel(q, p.grad) <= 1e-5, (kind, m, name)

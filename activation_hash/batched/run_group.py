@@ -78,13 +78,14 @@ SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.Multi
               *STEP_SCHEDULERS)
 # trainer keys the batched loop implements only at these values
 TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
-                  "precision": ("32-true", "32", 32), "gradient_clip_val": (None, 0, 0.0), "num_nodes": (1,),
+                  "precision": ("32-true", "32", 32), "num_nodes": (1,),
                   "check_val_every_n_epoch": (1,), "devices": (1, "auto", None), "strategy": ("auto", None),
                   "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0), "min_epochs": (None, 0)}
 # trainer keys the group's Trainer takes as they are, or that do not change what it computes
+# (gradient clipping is per member: BatchedClassifier.configure_gradient_clipping)
 TRAINER_IGNORED = ("_target_", "max_epochs", "max_steps", "accelerator", "deterministic", "benchmark", "enable_checkpointing",
                    "enable_model_summary", "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar",
-                   "gradient_clip_algorithm")
+                   "gradient_clip_val", "gradient_clip_algorithm")
 
 
 def _plain(cfg: DictConfig | dict) -> dict:
@@ -108,8 +109,7 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         if key not in TRAINER_VALUES:
             return f"trainer.{key}={value}: not implemented by the batched loop"
         if value not in TRAINER_VALUES[key] and not (key == "devices" and isinstance(value, list) and len(value) == 1):
-            why = " (clipping by norm couples the members' elements)" if key == "gradient_clip_val" else ""
-            return f"trainer.{key}={value}: batched only at {TRAINER_VALUES[key][0]}{why}"
+            return f"trainer.{key}={value}: batched only at {TRAINER_VALUES[key][0]}"
     for name, spec in (c.get("callbacks") or {}).items():
         if not spec or "_target_" not in spec:
             continue
@@ -480,6 +480,8 @@ class _Group:
                              enable_checkpointing=bool(keep), enable_model_summary=False,
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
                              deterministic=cfg.trainer.get("deterministic"),
+                             gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+                             gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
                              benchmark=cfg.trainer.get("benchmark"), default_root_dir=str(self.outs[0]))
         started, finished = time.perf_counter(), False
         try:
