@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from activation_hash.batched.capture import member_splits
+from activation_hash.batched.capture import member_split
 from tests.batched_helpers import fit, train_solo
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import CodeRecorder, describe_units
@@ -101,9 +101,9 @@ def test_forward_logits_codes_and_bn_stats_match_each_solo(name):
             assert state_rel(net.member_state(m, copy.deepcopy(solo)), solo) <= 1e-6
 
 
-def test_member_splits_works_unchanged_on_a_stacked_net():
-    """The group trainer's capture (`batched.capture.member_splits`, written for BatchedMLP) on a
-    StackedNet gives each member what `collect_codes` gives for its solo net."""
+def test_member_split_works_unchanged_on_a_stacked_net():
+    """The group trainer's capture of one member (`batched.capture.member_split`, written for
+    BatchedMLP) on a StackedNet gives each member what `collect_codes` gives for its solo net."""
     shape = (1, 8, 8)
     solos = members("resnet20", 2, input_shape=shape)
     net = StackedNet(solos, input_shape=shape)
@@ -112,7 +112,7 @@ def test_member_splits_works_unchanged_on_a_stacked_net():
     described = describe_units(solos[0], shape)
     layers = [0, 5, len(described) - 1]
     names, units = [n for n, _ in described], [[u for _, u in described]] * 2
-    got = member_splits(net, data, layers, 4, names, units)
+    got = [member_split(net, m, data[m], layers, 4, names, units[m]) for m in range(2)]
     for m, solo in enumerate(solos):
         for split in ("train", "test"):
             x, y = getattr(data[m], f"x_{split}"), getattr(data[m], f"y_{split}")

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from activation_hash.batched.capture import member_splits, stack_padded
+from activation_hash.batched.capture import member_split, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
@@ -537,15 +537,15 @@ class _Group:
         return [(float(loss[m] / n[m]), float(correct[m] / n[m])) for m in members]
 
     def capture(self, members, epoch: int, step: list[int], reason: str = "scheduled") -> None:
-        """NeuralCodeCallback._capture for each member in `members`, from one batched forward."""
-        members = list(members)
-        started = time.perf_counter()
+        """NeuralCodeCallback._capture for each member in `members`, one after another: its codes
+        from its own slice of the batched network (`member_split`), scored, its rows written; then the next member's. A capture holds one member's codes."""
         size = int(self.cfg.data.eval_batch_size)
-        splits = member_splits(self.model, self.dms, self.layers, size, self.layer_names,
-                               [[n for _, n in units] for units in self.units])
-        forward = (time.perf_counter() - started) / len(splits)
+        device = metrics_device(self.device_request, self.device)
         for m in members:
-            t0 = time.perf_counter()
-            train, test = splits[m]["train"], splits[m]["test"]
-            metrics = score(train, test, self.which, self.options, metrics_device(self.device_request, self.device))
-            self.records[m].add(epoch, step[m], reason, train, test, metrics, forward + time.perf_counter() - t0)
+            started = time.perf_counter()
+            splits = member_split(self.model, m, self.dms[m], self.layers, size, self.layer_names,
+                                  [n for _, n in self.units[m]])
+            train, test = splits.pop("train"), splits.pop("test")
+            metrics = score(train, test, self.which, self.options, device)
+            self.records[m].add(epoch, step[m], reason, train, test, metrics, time.perf_counter() - started)
+            del train, test
