@@ -1,5 +1,7 @@
-"""A batched group's captures, member by member (issue 23): each member's codes are made, scored
-and let go before the next member's (a capture never holds two members' codes).
+"""A batched group's captures, member by member (issues 20 and 23): each member's codes are made,
+scored and let go before the next member's (a capture never holds two members' codes), and the
+network probes that batch (the stochastic activation diameter) run on each member's own network,
+so its rows equal its solo run's.
 
     OMP_NUM_THREADS=1 python -m pytest tests/test_group_capture.py -q
 """
@@ -7,13 +9,18 @@ and let go before the next member's (a capture never holds two members' codes).
 from __future__ import annotations
 
 import gc
+import json
 import math
+from pathlib import Path
 
 import activation_hash.batched.run_group as run_group_module
-from activation_hash.batched.run_group import run_group
+from activation_hash.batched.compare import compare_runs
+from activation_hash.batched.run_group import run_group, unbatchable_reason
 from activation_hash.codes.collect import SplitCodes
+from activation_hash.run import run
+from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan
 from tests.conftest import compose_config
-from tests.test_launcher import MEMBERS, SMALL
+from tests.test_launcher import MEMBERS, SMALL, TOLERANCE
 
 
 def _codes_alive() -> int:
@@ -43,3 +50,26 @@ def test_a_group_scores_its_members_one_at_a_time(tmp_path, monkeypatch) -> None
     for alive, member in seen:
         assert alive == member, seen
     assert max(alive for alive, _ in seen) < sum(own[w] for w in (16, 7, 16))
+
+
+def test_diameter_probe_rows_of_members_equal_solo_runs(tmp_path) -> None:
+    """metrics.diameter (exact, on test and random inputs) batches: each member's probe runs on its
+    own network (widths 16 and 7), and its rows equal its solo run's within the launcher's tolerance."""
+    probe = ["metrics.diameter.enabled=true", "metrics.diameter.n_samples=40"]
+    solo = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(MEMBERS)]
+    batch = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(MEMBERS)]
+    assert unbatchable_reason(batch[0]) is None and plan(batch, pad_widths=True)[0] == [[0, 1]]
+    for cfg in solo:
+        run(cfg)
+    run_group(batch)
+    means = []
+    for s, b in zip(solo, batch):
+        keys: dict[str, float] = {}
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, (worst, keys)
+        rows = [json.loads(line) for line in (Path(b.output_dir) / "encoding.jsonl").read_text().splitlines()]
+        test_rows = [r for r in rows if r["split"] == "test"]
+        assert len(test_rows) == 3 and all(r["test/diameter_n"] == 40 and "test/random_diameter_mean" in r
+                                           for r in test_rows)
+        means.append(test_rows[-1]["test/diameter_mean"])
+    assert means[0] != means[1]  # each member its own network

@@ -71,7 +71,7 @@ def test_training_set_sizes_batch_only_in_step_limited_runs_without_scheduler_or
     ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
     ("+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor", "LearningRateMonitor"),
     ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("+trainer.min_epochs=2", "min_epochs"),
-    ("metrics.diameter.enabled=true", "probes"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
+    ("metrics.deepfool.enabled=true", "probes (deepfool)"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
 ])
 def test_unbatchable_configs_name_the_key(tmp_path, override, words) -> None:
     assert unbatchable_reason(compose_config([*SMALL], output_dir=tmp_path)) is None

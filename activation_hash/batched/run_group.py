@@ -47,7 +47,7 @@ from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
-from activation_hash.codes.probes import enabled_probes, probes
+from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
@@ -76,6 +76,9 @@ STEP_SCHEDULERS = ("activation_hash.models.schedulers.step_lr_in_steps",)
 SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
               "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after",
               *STEP_SCHEDULERS)
+# network probes a group runs per member, on the member's own network put back into its solo
+# module (`_Group.capture`); the others (DeepFool, regions, halfspaces) make a run unbatchable
+BATCHED_PROBES = ("diameter",)
 # trainer keys the batched loop implements only at these values
 TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
                   "precision": ("32-true", "32", 32), "num_nodes": (1,),
@@ -134,7 +137,8 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
     try:
         dm = instantiate(c["data"])
         shape = tuple(dm.input_shape)
-        running = [name for name in enabled_probes(metrics, shape) if _probe_runs(name, metrics, shape)]
+        running = [name for name in enabled_probes(metrics, shape)
+                   if name not in BATCHED_PROBES and _probe_runs(name, metrics, shape)]
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
         if (c.get("model") or {}).get("l2"):
@@ -429,6 +433,7 @@ class _Group:
         names = [f"net.{name}" for name, _ in self.units[0]]
         self.layers = parse_layers(self.cfg.codes.layers, len(names), names=names)
         self.layer_names = names
+        self.infos = infos
         mlp = _plain(self.cfg.model).get("_target_") == MLP_TARGET
         self.model = (BatchedMLP(nets) if mlp else StackedNet(nets, infos[0].input_shape)).to(self.device)
         for dm in cache.values():
@@ -438,6 +443,10 @@ class _Group:
         self.which = metric_kwargs.get("which", WHICH)
         # as NeuralCodeCallback: the network probes' sections are not metric options
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
+        self.probes = enabled_probes({k: v for k, v in metric_kwargs.items() if k in probes()},
+                                     tuple(infos[0].input_shape))
+        # the probes read a plain network: each member's solo module, its weights put back at a capture
+        self.solos = [net.to(self.device) for net in nets] if self.probes else None
         batched = {"members": len(cfgs), "device": str(self.device), "group": [str(o) for o in self.outs]}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
@@ -538,7 +547,8 @@ class _Group:
 
     def capture(self, members, epoch: int, step: list[int], reason: str = "scheduled") -> None:
         """NeuralCodeCallback._capture for each member in `members`, one after another: its codes
-        from its own slice of the batched network (`member_split`), scored, its rows written; then the next member's. A capture holds one member's codes."""
+        from its own slice of the batched network (`member_split`), scored, its probes run on its
+        solo network, its rows written; then the next member's. A capture holds one member's codes."""
         size = int(self.cfg.data.eval_batch_size)
         device = metrics_device(self.device_request, self.device)
         for m in members:
@@ -547,5 +557,8 @@ class _Group:
                                   [n for _, n in self.units[m]])
             train, test = splits.pop("train"), splits.pop("test")
             metrics = score(train, test, self.which, self.options, device)
+            if self.probes:
+                solo = self.model.member_state(m, self.solos[m])
+                metrics.update(run_probes(solo, self.infos[m], self.layers, self.probes, self.outs[m], epoch))
             self.records[m].add(epoch, step[m], reason, train, test, metrics, time.perf_counter() - started)
             del train, test
