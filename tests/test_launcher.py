@@ -293,7 +293,8 @@ def test_a_member_dir_with_a_killed_solo_runs_checkpoint_starts_clean(tmp_path, 
 def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_path) -> None:
     """hydra/launcher=batched_local: a group and a solo job each run as a submitit job (the SLURM
     path on this machine); their run dirs equal the in-process batched launcher's."""
-    grid = [*SMALL, "seed=0,1", "model.width=7", "trainer.gradient_clip_val=null,1.0", "codes.save=false"]
+    # accumulate_grad_batches=2 does not batch (clipping did before it was made per member)
+    grid = [*SMALL, "seed=0,1", "model.width=7", "trainer.accumulate_grad_batches=1,2", "codes.save=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for name, launcher in (("submitit", "hydra/launcher=batched_local"), ("inline", "hydra/launcher=batched")):
         out = subprocess.run([sys.executable, "-m", "activation_hash", "-m", launcher, *grid,
@@ -301,7 +302,7 @@ def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_pat
                              text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
     logs = "".join(p.read_text() for p in (tmp_path / "submitit" / ".submitit").glob("*/*_log.*"))
-    assert "batched group of 2 jobs" in logs                       # the unclipped pair ran as one group
+    assert "batched group of 2 jobs" in logs                       # the accumulate=1 pair ran as one group
     assert len(list((tmp_path / "submitit" / ".submitit").glob("*/*_result.pkl"))) == 3   # 1 group + 2 solo
     worst = compare_sweeps(tmp_path / "submitit", tmp_path / "inline")
     assert worst["runs"] == 4 and max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE
