@@ -73,3 +73,32 @@ def test_diameter_probe_rows_of_members_equal_solo_runs(tmp_path) -> None:
                                            for r in test_rows)
         means.append(test_rows[-1]["test/diameter_mean"])
     assert means[0] != means[1]  # each member its own network
+
+
+def test_diameter_probe_of_stacked_members_equals_solo_runs_at_initialization(tmp_path) -> None:
+    """The same wiring for a StackedNet group (tiny VGG-16): each member's probe runs on its own
+    network, and its diameters equal its solo run's. At initialization (trainer.max_epochs=0), where
+    the members' weights are their solo runs' bit for bit: after training, the rounding noise of
+    grouped convolutions and batch norm (1e-6) moves a CNN's many near-zero pre-activations, and with
+    them its small diameters, by up to 10% (measured on tiny ResNet-20 after one epoch), so a trained
+    CNN's diameters do not test the wiring (the MLP test above does). Without batch norm: with it and
+    no conv biases, the units over all-zero border pixels sit exactly at 0 at initialization and
+    every diameter is 0."""
+    probe = ["metrics.diameter.enabled=true", "metrics.diameter.n_samples=20", "model=tiny/vgg16",
+             "model.batch_norm=false", "trainer.max_epochs=0", "codes.epochs=[0]", "codes.save=false"]
+    variants = [["seed=0"], ["seed=1", "data.label_noise=0.3"]]
+    solo = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(variants)]
+    batch = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(variants)]
+    assert unbatchable_reason(batch[0]) is None
+    for cfg in solo:
+        run(cfg)
+    run_group(batch)
+    means = []
+    for s, b in zip(solo, batch):
+        keys: dict[str, float] = {}
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        assert max(worst["encoding"], worst["result"]) < TOLERANCE, (worst, keys)
+        row = [json.loads(line) for line in (Path(b.output_dir) / "encoding.jsonl").read_text().splitlines()][-1]
+        assert row["test/diameter_n"] == 20 and row["test/diameter_mean"] > 0
+        means.append(row["test/diameter_mean"])
+    assert means[0] != means[1]
