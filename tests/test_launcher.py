@@ -48,7 +48,7 @@ def test_plan_groups_batchable_jobs_and_says_why_others_run_alone() -> None:
                     ["optimizer.lr=0.5"], ["model=dlgn"]])
     units, why = plan(tasks, pad_widths=True)
     assert units == [[0, 1, 2, 3], [4], [5], [6]]
-    assert "gradient_clip_val" in why[4] and "couples" in why[4]
+    assert why[4].startswith("no other job")  # clipping batches (per member); no job shares its clip value
     assert why[5].startswith("no other job")
     assert "effective_gating" in why[6]
     units, _ = plan(tasks, pad_widths=False)  # the CPU default: one width per group
@@ -71,18 +71,33 @@ def test_training_set_sizes_batch_only_in_step_limited_runs_without_scheduler_or
     ("trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
     ("+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor", "LearningRateMonitor"),
     ("callbacks.early_stopping.monitor=val/loss", "train/loss"), ("+trainer.min_epochs=2", "min_epochs"),
-    ("metrics.diameter.enabled=true", "probes"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
+    ("metrics.deepfool.enabled=true", "probes (deepfool)"), ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
 ])
 def test_unbatchable_configs_name_the_key(tmp_path, override, words) -> None:
     assert unbatchable_reason(compose_config([*SMALL], output_dir=tmp_path)) is None
     assert words in (unbatchable_reason(compose_config([*SMALL, override], output_dir=tmp_path)) or "")
 
 
-def test_run_group_refuses_gradient_clipping(tmp_path) -> None:
-    cfgs = [compose_config([*SMALL, "trainer.gradient_clip_val=1.0", f"seed={s}"], output_dir=tmp_path / str(s))
-            for s in (0, 1)]
-    with pytest.raises(ValueError, match="gradient_clip_val"):
-        run_group(cfgs)
+@pytest.mark.parametrize("clip", [["optimizer=sgd", "optimizer.lr=0.05", "trainer.gradient_clip_val=0.05"],
+                                  ["optimizer=sgd", "optimizer.lr=0.05", "trainer.gradient_clip_val=1e-3",
+                                   "trainer.gradient_clip_algorithm=value"]],
+                         ids=["norm", "value"])
+def test_clipped_members_equal_solo_runs_clipped_by_their_own_norm(tmp_path, clip) -> None:
+    """Members of widths 16 and 7 (padded units): each one clipped as its solo run is, by its own
+    gradients' norm (a norm over both members' gradients would clip both more and differ). The
+    clip bites: an unclipped solo twin ends elsewhere."""
+    solo, batch = _pair(tmp_path, MEMBERS, *clip)
+    assert unbatchable_reason(batch[0]) is None and plan(batch, pad_widths=True)[0] == [[0, 1]]
+    expected = [run(cfg) for cfg in solo]
+    got = run_group(batch)
+    for s, b, e, g in zip(solo, batch, expected, got):
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), {})
+        assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
+        assert worst.get("codes bits differing", 0) == 0, worst
+        assert g["epochs_trained"] == e["epochs_trained"]
+    free = run(compose_config([*SMALL, *(o for o in clip if "gradient_clip" not in o), *MEMBERS[0]],
+                              output_dir=tmp_path / "free"))
+    assert abs(free["train/net_loss"] - expected[0]["train/net_loss"]) > 100 * TOLERANCE * expected[0]["train/net_loss"]
 
 
 def test_unit_device_spreads_units_over_gpus() -> None:
@@ -278,7 +293,8 @@ def test_a_member_dir_with_a_killed_solo_runs_checkpoint_starts_clean(tmp_path, 
 def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_path) -> None:
     """hydra/launcher=batched_local: a group and a solo job each run as a submitit job (the SLURM
     path on this machine); their run dirs equal the in-process batched launcher's."""
-    grid = [*SMALL, "seed=0,1", "model.width=7", "trainer.gradient_clip_val=null,1.0", "codes.save=false"]
+    # accumulate_grad_batches=2 does not batch (clipping did before it was made per member)
+    grid = [*SMALL, "seed=0,1", "model.width=7", "trainer.accumulate_grad_batches=1,2", "codes.save=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for name, launcher in (("submitit", "hydra/launcher=batched_local"), ("inline", "hydra/launcher=batched")):
         out = subprocess.run([sys.executable, "-m", "activation_hash", "-m", launcher, *grid,
@@ -286,7 +302,7 @@ def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_pat
                              text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
     logs = "".join(p.read_text() for p in (tmp_path / "submitit" / ".submitit").glob("*/*_log.*"))
-    assert "batched group of 2 jobs" in logs                       # the unclipped pair ran as one group
+    assert "batched group of 2 jobs" in logs                       # the accumulate=1 pair ran as one group
     assert len(list((tmp_path / "submitit" / ".submitit").glob("*/*_result.pkl"))) == 3   # 1 group + 2 solo
     worst = compare_sweeps(tmp_path / "submitit", tmp_path / "inline")
     assert worst["runs"] == 4 and max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from activation_hash.batched.capture import member_splits
+from activation_hash.batched.capture import member_split
 from tests.batched_helpers import fit, train_solo
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import CodeRecorder, describe_units
@@ -101,9 +101,9 @@ def test_forward_logits_codes_and_bn_stats_match_each_solo(name):
             assert state_rel(net.member_state(m, copy.deepcopy(solo)), solo) <= 1e-6
 
 
-def test_member_splits_works_unchanged_on_a_stacked_net():
-    """The group trainer's capture (`batched.capture.member_splits`, written for BatchedMLP) on a
-    StackedNet gives each member what `collect_codes` gives for its solo net."""
+def test_member_split_works_unchanged_on_a_stacked_net():
+    """The group trainer's capture of one member (`batched.capture.member_split`, written for
+    BatchedMLP) on a StackedNet gives each member what `collect_codes` gives for its solo net."""
     shape = (1, 8, 8)
     solos = members("resnet20", 2, input_shape=shape)
     net = StackedNet(solos, input_shape=shape)
@@ -112,7 +112,7 @@ def test_member_splits_works_unchanged_on_a_stacked_net():
     described = describe_units(solos[0], shape)
     layers = [0, 5, len(described) - 1]
     names, units = [n for n, _ in described], [[u for _, u in described]] * 2
-    got = member_splits(net, data, layers, 4, names, units)
+    got = [member_split(net, m, data[m], layers, 4, names, units[m]) for m in range(2)]
     for m, solo in enumerate(solos):
         for split in ("train", "test"):
             x, y = getattr(data[m], f"x_{split}"), getattr(data[m], f"y_{split}")
@@ -270,3 +270,40 @@ def test_tensors_stay_on_the_module_device():
     devices = {out.device, *(k.device for k in keep), *(b.device for b in meta.buffers()),
                *(p.grad.device for p in meta.parameters())}
     assert devices == {torch.device("meta")}
+
+
+@pytest.mark.parametrize("kind", ["stacked vgg16", "batched mlp of widths 16 and 7"])
+def test_clip_norm_per_member_is_each_solos_clip_grad_norm(kind):
+    """`module.clip_norm_per_member` on a group's stacked gradients vs torch's `clip_grad_norm_`
+    on each solo network's own (what Lightning's norm clipping does in a solo run): the members'
+    total norms and the clipped gradients agree; the clip bites (every norm above it)."""
+    from activation_hash.batched.mlp import BatchedMLP
+    from activation_hash.batched.module import clip_norm_per_member
+    from activation_hash.models.mlp import MLP
+    torch.manual_seed(0)
+    if kind.startswith("stacked"):
+        solos, shape = members("vgg16", 2, input_shape=(1, 8, 8)), (1, 8, 8)
+        net = StackedNet(copy.deepcopy(solos))
+    else:
+        solos, shape = [MLP((1, 8, 8), 10, depth=2, width=w) for w in (16, 7)], (1, 8, 8)
+        net = BatchedMLP(copy.deepcopy(solos))
+    net.train()
+    x, y = torch.randn(2, 16, *shape), torch.randint(0, 10, (2, 16))
+    logits = net(x)
+    sum(F.cross_entropy(logits[m], y[m]) for m in range(2)).backward()
+    max_norm = 0.05
+    totals = clip_norm_per_member([p.grad for p in net.parameters() if p.grad is not None], max_norm)
+    clipped = []
+    for m, solo in enumerate(solos):
+        solo.train()
+        F.cross_entropy(solo(x[m]), y[m]).backward()
+        total = torch.nn.utils.clip_grad_norm_(solo.parameters(), max_norm)
+        assert total > 2 * max_norm and abs(totals[m] - total) <= 1e-5 * total
+        clipped.append(solo)
+    for m, solo in enumerate(clipped):  # the clipped gradients, as the member's state: grads copied in
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.grad)
+            got = net.member_state(m, copy.deepcopy(solo))
+        for (name, p), q in zip(solo.named_parameters(), got.parameters()):
+            assert max_rel(q, p.grad) <= 1e-5, (kind, m, name)

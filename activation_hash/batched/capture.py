@@ -1,6 +1,6 @@
-"""Each member's codes from one batched forward (eval mode) and its encoding metrics, computed by
-`activation_hash.runs.record.score`, as a solo run's. Members with fewer samples (another data.train_size) are padded in each chunk, and the
-padded rows dropped."""
+"""One member's codes from its own slice of the batched network (eval mode), scored by
+`activation_hash.runs.record.score` as a solo run's; and `stack_padded`, the members' batches
+stacked (zero-padded when their sizes differ: another data.train_size)."""
 
 from __future__ import annotations
 
@@ -27,40 +27,38 @@ def stack_padded(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[in
 
 
 @torch.no_grad()
-def member_splits(model: BatchedMLP, datamodules: Sequence, layers: Sequence[int], batch_size: int,
-                  layer_names: Sequence[str], layer_units: Sequence[Sequence[int]]) -> list[dict[str, SplitCodes]]:
-    """Per member, its train and test `SplitCodes` as `collect_codes` returns them for its solo
-    network (eval mode, packed bits of the selected hidden layers `layers` (0-based), mean
-    cross-entropy and accuracy), from one batched forward per chunk of `batch_size` samples."""
+def member_split(model: BatchedMLP, m: int, datamodule, layers: Sequence[int], batch_size: int,
+                 layer_names: Sequence[str], layer_units: Sequence[int]) -> dict[str, SplitCodes]:
+    """Member m's train and test `SplitCodes` as `collect_codes` returns them for its solo network
+    (eval mode, packed bits of the selected hidden layers `layers` (0-based), mean cross-entropy and
+    accuracy), from its own slice of the batched network (`model(x, keep, member=m)`), `batch_size`
+    samples at a time. A group captures its members one after another, so a capture holds one
+    member's codes, never the group's."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out: list[dict[str, SplitCodes]] = [{} for _ in datamodules]
+    width = model.widths[m]
+    units = [layer_units[i] for i in layers]
+    out: dict[str, SplitCodes] = {}
     try:
         for split in ("train", "test"):
-            xs = [getattr(dm, f"x_{split}") for dm in datamodules]
-            ys = [getattr(dm, f"y_{split}") for dm in datamodules]
-            n = [len(y) for y in ys]
-            packed: list[list[np.ndarray]] = [[] for _ in datamodules]
-            loss = torch.zeros(len(xs), dtype=torch.float64, device=device)
-            correct = torch.zeros(len(xs), dtype=torch.int64, device=device)
-            for start in range(0, max(n), batch_size):
-                x, _ = stack_padded([v[start:start + batch_size] for v in xs])
-                y, rows = stack_padded([v[start:start + batch_size] for v in ys])
+            x_all, y_all = getattr(datamodule, f"x_{split}"), getattr(datamodule, f"y_{split}")
+            packed: list[np.ndarray] = []
+            loss = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for start in range(0, len(y_all), batch_size):
+                x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
                 keep: list[torch.Tensor] = []
-                logits = model(x, keep)
-                for m, r in enumerate(rows):
-                    if r == 0:
-                        continue
-                    bits = torch.cat([keep[i][m, :r, :model.widths[m][i]] > 0 for i in layers], dim=1)
-                    packed[m].append(pack_bits(bits).cpu().numpy())
-                    loss[m] += F.cross_entropy(logits[m, :r].float(), y[m, :r], reduction="sum").double()
-                    correct[m] += (logits[m, :r].argmax(1) == y[m, :r]).sum()
-            for m in range(len(xs)):
-                units = [layer_units[m][i] for i in layers]
-                out[m][split] = SplitCodes(codes=np.concatenate(packed[m]), labels=ys[m].cpu().numpy().astype(np.int64),
-                                           n_bits=sum(units), loss=float(loss[m]) / n[m], acc=float(correct[m]) / n[m],
-                                           layer_names=[layer_names[i] for i in layers], layer_units=units)
+                logits = model(x[None], keep, member=m)[0]
+                bits = torch.cat([keep[i][0, :, :width[i]] > 0 for i in layers], dim=1)
+                packed.append(pack_bits(bits).cpu().numpy())
+                loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+                correct += (logits.argmax(1) == y).sum()
+            n = len(y_all)
+            out[split] = SplitCodes(codes=np.concatenate(packed), labels=y_all.cpu().numpy().astype(np.int64),
+                                    n_bits=sum(units), loss=float(loss) / n, acc=float(correct) / n,
+                                    layer_names=[layer_names[i] for i in layers], layer_units=units)
+            del packed
     finally:
         model.train(was_training)
     return out

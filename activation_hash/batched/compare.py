@@ -39,6 +39,9 @@ def _number(v: Any) -> Any:
 
 
 def _diff(a: Any, b: Any, where: str) -> float:
+    if isinstance(a, list) and isinstance(b, list):  # e.g. a probe's histogram counts and edges
+        assert len(a) == len(b), f"{where}: {len(a)} != {len(b)} values"
+        return max((_diff(x, y, where) for x, y in zip(a, b)), default=0.0)
     a, b = _number(a), _number(b)
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None or isinstance(a, str):
         assert a == b, f"{where}: {a!r} != {b!r}"

@@ -81,37 +81,42 @@ class BatchedMLP(nn.Module):
     def depth(self) -> int:
         return len(self.weight)
 
-    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: list | None = None, member: int | None = None) -> torch.Tensor:
         """x: (M, B, ...) one batch per member -> logits (M, B, classes). With `keep` a list,
-        the masked post-ReLU activations of every hidden layer are appended to it."""
+        the masked post-ReLU activations of every hidden layer are appended to it. With `member`
+        an index, x is (1, B, ...) and only that member's network runs (its slice of every
+        stacked tensor, the same arithmetic): a capture's forward for one member."""
         h = x.reshape(x.shape[0], x.shape[1], -1)
         padded = self.padded
+        part = slice(None) if member is None else slice(member, member + 1)
         for i in range(self.depth):
+            weight, bias = self.weight[i][part], self.bias[i][part]
             if padded:
-                mask = getattr(self, f"mask{i}")
-                h = torch.baddbmm(self.bias[i] * mask, h, self.weight[i] * mask)
+                mask = getattr(self, f"mask{i}")[part]
+                h = torch.baddbmm(bias * mask, h, weight * mask)
             else:  # every member as wide as the widest: the masks are all ones
-                h = torch.baddbmm(self.bias[i], h, self.weight[i])
+                h = torch.baddbmm(bias, h, weight)
             if i == self.depth - 1:
                 return h
             if self.batch_norm:
-                h = self._norm(h, i)
+                h = self._norm(h, i, part)
             h = torch.relu(h) * mask if padded else torch.relu(h)
             if keep is not None:
                 keep.append(h)
         raise AssertionError("unreachable")
 
-    def _norm(self, h: torch.Tensor, i: int) -> torch.Tensor:
+    def _norm(self, h: torch.Tensor, i: int, part: slice = slice(None)) -> torch.Tensor:
         """Each member's batch norm as one `F.batch_norm` over members x units channels: the same
-        kernel, and per channel the same arithmetic, as each solo run's BatchNorm1d."""
+        kernel, and per channel the same arithmetic, as each solo run's BatchNorm1d (`part`: the
+        members in h, a slice of the stacked statistics)."""
         members, batch, width = h.shape
-        rm, rv = getattr(self, f"running_mean{i}"), getattr(self, f"running_var{i}")
+        rm, rv = getattr(self, f"running_mean{i}")[part], getattr(self, f"running_var{i}")[part]
         if self.training and i == 0:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
+                self.num_batches_tracked[part].add_(1)
         flat = h.transpose(0, 1).reshape(batch, members * width)
-        out = F.batch_norm(flat, rm.view(-1), rv.view(-1), self.gamma[i].reshape(-1), self.beta[i].reshape(-1),
-                           self.training, self.momentum, self.eps)
+        out = F.batch_norm(flat, rm.reshape(-1), rv.reshape(-1), self.gamma[i][part].reshape(-1),
+                           self.beta[i][part].reshape(-1), self.training, self.momentum, self.eps)
         return out.view(batch, members, width).transpose(0, 1)
 
     def member_codes(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -13,6 +13,11 @@ training-set sizes can share steps; their batches are then padded to the largest
 rows left out of the loss (`valid`). The scheduler is stepped per Lightning epoch, or per optimizer
 step when it says so (`interval`, e.g. `step_lr_in_steps`), as the solo `Classifier` asks Lightning to.
 
+Gradient clipping (`trainer.gradient_clip_val`, Lightning's hook `configure_gradient_clipping`) is
+per member: by value it is elementwise, as Lightning does it; by norm each member's gradients are
+scaled by `torch.nn.utils.clip_grad_norm_`'s rule on the total norm over its own parameters (every
+stacked tensor's member slice; a padded unit's zero gradient adds nothing), `clip_norm_per_member`.
+
 Early stopping per member (`active`): a stopped member leaves the loss (zero gradient) and,
 because Adam moves parameters even at zero gradient (its moment estimates), its parameters and
 batch-norm statistics are put back after every optimizer step. Per-epoch work (validation,
@@ -31,6 +36,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from activation_hash.batched.capture import stack_padded
+
+
+@torch.no_grad()
+def clip_norm_per_member(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_(member's gradients, max_norm)` for every member at once:
+    `grads` are stacked tensors whose first dimension is the member; member m's total 2-norm is
+    over `g[m]` of every tensor, and its slices are scaled in place by min(1, max_norm / (norm + 1e-6)),
+    torch's rule. Returns the members' total norms (M,)."""
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2, dim=1) for g in grads])  # (tensors, M)
+    total = torch.linalg.vector_norm(norms, 2, dim=0)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype).view(-1, *([1] * (g.dim() - 1))))
+    return total
 
 
 class ZipLoader:
@@ -93,6 +112,19 @@ class BatchedClassifier(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": getattr(scheduler, "interval", "epoch")}}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's clipping per member: by value (elementwise) as Lightning does it, by norm on
+        each member's own total norm (`clip_norm_per_member`), as a solo run's `clip_grad_norm_`."""
+        if not gradient_clip_val:
+            return
+        if str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower() != "norm":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            clip_norm_per_member(grads, float(gradient_clip_val))
 
     def on_train_start(self) -> None:
         self._sums, self._correct, self._count = (torch.zeros(self.members, device=self.device) for _ in range(3))

@@ -41,13 +41,13 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from activation_hash.batched.capture import member_splits, stack_padded
+from activation_hash.batched.capture import member_split, stack_padded
 from activation_hash.batched.members import BATCHABLE_KEYS
 from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
-from activation_hash.codes.probes import enabled_probes, probes
+from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
@@ -76,15 +76,19 @@ STEP_SCHEDULERS = ("activation_hash.models.schedulers.step_lr_in_steps",)
 SCHEDULERS = ("torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
               "torch.optim.lr_scheduler.ExponentialLR", "activation_hash.models.schedulers.step_after",
               *STEP_SCHEDULERS)
+# network probes a group runs per member, on the member's own network put back into its solo
+# module (`_Group.capture`); the others (DeepFool, regions, halfspaces) make a run unbatchable
+BATCHED_PROBES = ("diameter",)
 # trainer keys the batched loop implements only at these values
 TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
-                  "precision": ("32-true", "32", 32), "gradient_clip_val": (None, 0, 0.0), "num_nodes": (1,),
+                  "precision": ("32-true", "32", 32), "num_nodes": (1,),
                   "check_val_every_n_epoch": (1,), "devices": (1, "auto", None), "strategy": ("auto", None),
                   "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0), "min_epochs": (None, 0)}
 # trainer keys the group's Trainer takes as they are, or that do not change what it computes
+# (gradient clipping is per member: BatchedClassifier.configure_gradient_clipping)
 TRAINER_IGNORED = ("_target_", "max_epochs", "max_steps", "accelerator", "deterministic", "benchmark", "enable_checkpointing",
                    "enable_model_summary", "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar",
-                   "gradient_clip_algorithm")
+                   "gradient_clip_val", "gradient_clip_algorithm")
 
 
 def _plain(cfg: DictConfig | dict) -> dict:
@@ -108,8 +112,7 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
         if key not in TRAINER_VALUES:
             return f"trainer.{key}={value}: not implemented by the batched loop"
         if value not in TRAINER_VALUES[key] and not (key == "devices" and isinstance(value, list) and len(value) == 1):
-            why = " (clipping by norm couples the members' elements)" if key == "gradient_clip_val" else ""
-            return f"trainer.{key}={value}: batched only at {TRAINER_VALUES[key][0]}{why}"
+            return f"trainer.{key}={value}: batched only at {TRAINER_VALUES[key][0]}"
     for name, spec in (c.get("callbacks") or {}).items():
         if not spec or "_target_" not in spec:
             continue
@@ -134,7 +137,8 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
     try:
         dm = instantiate(c["data"])
         shape = tuple(dm.input_shape)
-        running = [name for name in enabled_probes(metrics, shape) if _probe_runs(name, metrics, shape)]
+        running = [name for name in enabled_probes(metrics, shape)
+                   if name not in BATCHED_PROBES and _probe_runs(name, metrics, shape)]
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
         if (c.get("model") or {}).get("l2"):
@@ -429,6 +433,7 @@ class _Group:
         names = [f"net.{name}" for name, _ in self.units[0]]
         self.layers = parse_layers(self.cfg.codes.layers, len(names), names=names)
         self.layer_names = names
+        self.infos = infos
         mlp = _plain(self.cfg.model).get("_target_") == MLP_TARGET
         self.model = (BatchedMLP(nets) if mlp else StackedNet(nets, infos[0].input_shape)).to(self.device)
         for dm in cache.values():
@@ -438,6 +443,10 @@ class _Group:
         self.which = metric_kwargs.get("which", WHICH)
         # as NeuralCodeCallback: the network probes' sections are not metric options
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
+        self.probes = enabled_probes({k: v for k, v in metric_kwargs.items() if k in probes()},
+                                     tuple(infos[0].input_shape))
+        # the probes read a plain network: each member's solo module, its weights put back at a capture
+        self.solos = [net.to(self.device) for net in nets] if self.probes else None
         batched = {"members": len(cfgs), "device": str(self.device), "group": [str(o) for o in self.outs]}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
@@ -480,6 +489,8 @@ class _Group:
                              enable_checkpointing=bool(keep), enable_model_summary=False,
                              enable_progress_bar=progress != "none", num_sanity_val_steps=0, limit_val_batches=0,
                              deterministic=cfg.trainer.get("deterministic"),
+                             gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+                             gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
                              benchmark=cfg.trainer.get("benchmark"), default_root_dir=str(self.outs[0]))
         started, finished = time.perf_counter(), False
         try:
@@ -535,15 +546,19 @@ class _Group:
         return [(float(loss[m] / n[m]), float(correct[m] / n[m])) for m in members]
 
     def capture(self, members, epoch: int, step: list[int], reason: str = "scheduled") -> None:
-        """NeuralCodeCallback._capture for each member in `members`, from one batched forward."""
-        members = list(members)
-        started = time.perf_counter()
+        """NeuralCodeCallback._capture for each member in `members`, one after another: its codes
+        from its own slice of the batched network (`member_split`), scored, its probes run on its
+        solo network, its rows written; then the next member's. A capture holds one member's codes."""
         size = int(self.cfg.data.eval_batch_size)
-        splits = member_splits(self.model, self.dms, self.layers, size, self.layer_names,
-                               [[n for _, n in units] for units in self.units])
-        forward = (time.perf_counter() - started) / len(splits)
+        device = metrics_device(self.device_request, self.device)
         for m in members:
-            t0 = time.perf_counter()
-            train, test = splits[m]["train"], splits[m]["test"]
-            metrics = score(train, test, self.which, self.options, metrics_device(self.device_request, self.device))
-            self.records[m].add(epoch, step[m], reason, train, test, metrics, forward + time.perf_counter() - t0)
+            started = time.perf_counter()
+            splits = member_split(self.model, m, self.dms[m], self.layers, size, self.layer_names,
+                                  [n for _, n in self.units[m]])
+            train, test = splits.pop("train"), splits.pop("test")
+            metrics = score(train, test, self.which, self.options, device)
+            if self.probes:
+                solo = self.model.member_state(m, self.solos[m])
+                metrics.update(run_probes(solo, self.infos[m], self.layers, self.probes, self.outs[m], epoch))
+            self.records[m].add(epoch, step[m], reason, train, test, metrics, time.perf_counter() - started)
+            del train, test

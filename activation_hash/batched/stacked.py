@@ -102,11 +102,15 @@ class StackedNet(nn.Module):
             self.train(was_training)
         return self.widths
 
-    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: list | None = None, member: int | None = None) -> torch.Tensor:
         """x: (M, B, *input_shape) -> logits (M, B, classes). With `keep` a list, one (M, B, units)
-        tensor per ReLU-like call site is appended: the ReLU's input, whose > 0 is the code bit."""
-        if x.shape[0] != self.members:
-            raise ValueError(f"x.shape={tuple(x.shape)}: the leading dimension must be the {self.members} members")
+        tensor per ReLU-like call site is appended: the ReLU's input, whose > 0 is the code bit.
+        With `member` an index, x is (1, B, ...) and only that member runs (its slice of every
+        stacked tensor): a capture's forward for one member."""
+        part = slice(None) if member is None else slice(member, member + 1)
+        if x.shape[0] != (self.members if member is None else 1):
+            raise ValueError(f"x.shape={tuple(x.shape)}: the leading dimension must be the "
+                             + (f"{self.members} members" if member is None else "1 member"))
         template, sites = self.net, [m for _, m in relu_like_modules(self.net)] if keep is not None else []
 
         def member(params, buffers, xm):
@@ -120,8 +124,9 @@ class StackedNet(nn.Module):
                     h.remove()
             return out, tuple(acts)
 
-        params = dict(self.net.named_parameters())
-        buffers = dict(self.net.named_buffers())
+        params, buffers = dict(self.net.named_parameters()), dict(self.net.named_buffers())
+        if member is not None:  # views: the member's slices
+            params, buffers = ({n: t[part] for n, t in d.items()} for d in (params, buffers))
         logits, acts = vmap(member, in_dims=(0, 0, 0))(params, buffers, x)
         if keep is not None:
             keep.extend(acts)

@@ -14,7 +14,7 @@ overhead and M members' arithmetic; captures and validation are paid per member;
 not foreseen (every run is costed to its epoch or step limit: an upper bound); peak RAM = process
 base + data (float32, once per unit plus each member's own subset) + per member parameters, gradients
 and two Adam moments (16 bytes a parameter) + the larger of the training activations and the capture
-(packed codes of every member held at once, plus the metrics' dense block up to
+(one member's packed codes: a group captures its members one at a time, plus the metrics' dense block up to
 `metrics.max_dense_bytes`); disk = a resumable run's last.ckpt (12 bytes a parameter, twice while it is
 replaced) + saved codes (`codes.save`) + logs.
 """
@@ -87,7 +87,7 @@ def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[
     data += sum(4 * r["dim"] * r["n_train"] for r in runs[1:] if r["subset"])
     params = 16 * info["params"] * m
     activations = 2 * 4 * info["activations"] * batch * m
-    codes = sum((r["n_train"] + r["n_test"]) * r["bits"] // 8 for r in runs)
+    codes = max((r["n_train"] + r["n_test"]) * r["bits"] // 8 for r in runs)  # one member's at a time
     dense = max(min(r["max_dense_bytes"], 4 * (r["n_train"] + r["n_test"]) * r["bits"]) for r in runs) \
         if any(r["captures"] for r in runs) else 0
     ram = int(calib["base_ram_bytes"] + data + params + max(activations, codes + dense))
