@@ -37,6 +37,7 @@ from activation_hash.runs.paths import CHECKPOINT
 from activation_hash.runs.record import RunRecord
 from activation_hash.runs.signals import interruptible
 from activation_hash.runs.space import check_writable, disk_full
+from activation_hash.runs.validation import trainer_validation
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
                                       enable_progress_bar=progress != "none",
+                                      **trainer_validation(cfg),  # no validation loop unless something reads it
                                       **({"enable_checkpointing": True} if keep_checkpoint else {}),
                                       **_cluster_plugins())
     started = time.perf_counter()

@@ -70,7 +70,9 @@ def test_run_facts_step_limited_and_epochs() -> None:
     p = plan_study("training_time", "smoke", [], gpu=False)
     f = p["facts"][0]
     assert (f["n_train"], f["n_val"], f["n_test"]) == (48000, 12000, 10000)
-    assert f["steps"] == 10 * 375 and f["captures"] == 6 and f["val_epochs"] == 10
+    assert f["steps"] == 10 * 375 and f["captures"] == 6 and f["val_epochs"] == 0   # nothing reads val/*
+    for asked in (["trainer.check_val_every_n_epoch=1"], ["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/loss"]):
+        assert plan_study("training_time", "smoke", asked, gpu=False)["facts"][0]["val_epochs"] == 10, asked
 
 
 def test_unit_cost_arithmetic_on_a_fake_calibration() -> None:

@@ -51,8 +51,10 @@ def run_facts(task: dict[str, Any], data: tuple, info: dict[str, Any], bits: int
     schedule = [e for e in capture_epochs(codes.get("epochs", "log:8"), max_epochs) if e <= epochs]
     captures = len(schedule) + int(bool(codes.get("capture_last", True)) and epochs < max_epochs
                                    and epochs not in schedule)
+    from activation_hash.runs.validation import validation_readers
     every = trainer.get("check_val_every_n_epoch") or 1
-    val_epochs = epochs // int(every) if n_val and trainer.get("limit_val_batches", 1.0) != 0 else 0
+    # a run validates only where something reads it (runs.validation), as run.py and batched/ do
+    val_epochs = epochs // int(every) if n_val and validation_readers(task) else 0
     return {"n_train": n_train, "n_val": n_val, "n_test": n_test, "batch": batch,
             "eval_batch": int(d.get("eval_batch_size") or batch), "steps": steps, "epochs": epochs,
             "val_epochs": val_epochs, "captures": captures, "bits": int(bits),
