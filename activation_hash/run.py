@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.callback import NeuralCodeCallback
+from activation_hash.codes.select import selection_specs
 from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
 from activation_hash.loggers import build_callbacks, build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
@@ -88,7 +89,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
                                capture_last=cfg.codes.get("capture_last", True),
-                               memmap=cfg.codes.get("memmap", False), data=built.data)
+                               memmap=cfg.codes.get("memmap", False), data=built.data,
+                               selections=selection_specs(cfg.codes))
     progress = progress_mode(cfg)
     keep_checkpoint = keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),

@@ -49,6 +49,7 @@ from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
 from activation_hash.codes.probes import enabled_probes, probes
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.codes.select import parse_selections, selection_specs
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
@@ -59,7 +60,7 @@ from activation_hash.runs.checkpoint import GroupLastEpoch, flush_csv, forget, g
 from activation_hash.runs.claim import claim, comparable, move_aside
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
 from activation_hash.runs.paths import GROUP_POINTER
-from activation_hash.runs.record import RunRecord, score
+from activation_hash.runs.record import RunRecord, score_selections
 from activation_hash.runs.signals import interruptible
 from activation_hash.runs.space import check_writable, disk_full
 from activation_hash.runs.validation import validation_readers
@@ -547,5 +548,7 @@ class _Group:
         for m in members:
             t0 = time.perf_counter()
             train, test = splits[m]["train"], splits[m]["test"]
-            metrics = score(train, test, self.which, self.options, metrics_device(self.device_request, self.device))
-            self.records[m].add(epoch, step[m], reason, train, test, metrics, forward + time.perf_counter() - t0)
+            chosen = parse_selections(selection_specs(self.cfgs[m].codes), train.layer_names)  # codes.selections
+            scored = score_selections(train, test, chosen, self.which, self.options,
+                                      metrics_device(self.device_request, self.device))
+            self.records[m].add_selections(epoch, step[m], reason, train, test, scored, forward + time.perf_counter() - t0)
