@@ -112,6 +112,8 @@ def _pair(tmp_path, variants, *common):
 
 
 @pytest.mark.parametrize("extra", [[], ["model.batch_norm=true", "trainer.check_val_every_n_epoch=1"],
+                                   # codes.selections: each selection scored from the member's capture, as solo
+                                   ["model.depth=2", "codes.selections={all:all,l1:1,l2:2}"],
                                    # stops after epoch 2 (no loss improves by 10): a "stopped" capture
                                    ["trainer.max_epochs=4", "codes.epochs=[0,1,4]",
                                     "callbacks.early_stopping.min_delta=10", "callbacks.early_stopping.patience=1"]])
