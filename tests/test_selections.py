@@ -95,3 +95,10 @@ def test_collect_gives_a_row_per_selection_and_reads_old_rows(tmp_path) -> None:
     new_rows = table[table["run_dir"] == str(new)].set_index(["epoch", "selection"])
     assert new_rows.loc[(2, "..2"), "test/redundancy"] == pytest.approx(new_rows.loc[(2, "all"), "test/redundancy"] + 1)
     assert new_rows.loc[(2, "..2"), "test/knn_acc"] == new_rows.loc[(2, "all"), "test/knn_acc"]  # train+test merged
+
+
+def test_a_selection_outside_the_captured_layers_fails_before_training(tmp_path) -> None:
+    cfg = compose_config([*DEEP, "codes.layers=..2", "codes.selections={ok:2,bad:3}"], output_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match=r"codes.selections.bad=3 names layer\(s\) \[3\] outside 1..2"):
+        run(cfg)
+    assert not (tmp_path / "run" / "encoding.jsonl").exists()
