@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.callback import NeuralCodeCallback
+from activation_hash.codes.select import selection_specs
 from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
 from activation_hash.loggers import build_callbacks, build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
@@ -37,6 +38,7 @@ from activation_hash.runs.paths import CHECKPOINT
 from activation_hash.runs.record import RunRecord
 from activation_hash.runs.signals import interruptible
 from activation_hash.runs.space import check_writable, disk_full
+from activation_hash.runs.validation import trainer_validation
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
                                capture_last=cfg.codes.get("capture_last", True),
-                               memmap=cfg.codes.get("memmap", False), data=built.data)
+                               memmap=cfg.codes.get("memmap", False), data=built.data,
+                               selections=selection_specs(cfg.codes))
     progress = progress_mode(cfg)
     keep_checkpoint = keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),
@@ -98,6 +101,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
                                       enable_progress_bar=progress != "none",
+                                      **trainer_validation(cfg),  # no validation loop unless something reads it
                                       **({"enable_checkpointing": True} if keep_checkpoint else {}),
                                       **_cluster_plugins())
     started = time.perf_counter()

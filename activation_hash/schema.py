@@ -130,6 +130,20 @@ def _layer_selection(v: Any) -> str | None:
     return None
 
 
+def _selections(v: Any) -> str | None:
+    """codes.selections: null, or a non-empty mapping of names to layer selections (codes.layers' syntax)."""
+    if v is None:
+        return None
+    if not isinstance(v, (DictConfig, Mapping)) or not len(v):
+        return "must be null or a non-empty mapping of names to layer selections, e.g. {all: all, '1': 1, '..2': '..2'}"
+    for name, spec in v.items():
+        if not str(name).strip():
+            return "every selection needs a non-empty name"
+        if (why := _layer_selection(spec)) is not None:
+            return f"selection {name!r}={spec!r}: {why}"
+    return None
+
+
 def _metric_families() -> tuple[str, ...]:
     from activation_hash.metrics.encoding import WHICH
     from activation_hash.metrics.registry import families
@@ -321,6 +335,7 @@ RULES: dict[str, Check] = {
     "codes.capture_last": boolean,
     "codes.verbose": boolean,
     "codes.layers": _layer_selection,
+    "codes.selections": _selections,
     "metrics.which": _which,
     "metrics.drop_constant": boolean,
     "metrics.knn_k": integer(1),
@@ -878,6 +893,8 @@ def rule_for(cfg: DictConfig, key: str) -> Check | str | None:
         return RULES[key]
     if key == "codes.epochs":
         return "capture schedule"  # validate() checks it against trainer.max_epochs
+    if key.startswith("codes.selections."):
+        return RULES["codes.selections"]  # the whole mapping is checked, each entry by the layer-selection rule
     last = key.rsplit(".", 1)[-1]
     if last in STRUCTURAL:
         return "structural"

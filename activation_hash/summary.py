@@ -16,20 +16,23 @@ COLUMNS = [("train/redundancy", "red.tr"), ("test/redundancy", "red.te"), ("test
 
 
 def print_summary(records: list[dict[str, Any]], console: Console | None = None) -> None:
-    by_epoch: dict[int, dict[str, Any]] = {}
+    by_epoch: dict[tuple[int, str], dict[str, Any]] = {}  # (epoch, selection); rows without one are `all`
     for row in records:
-        by_epoch.setdefault(row["epoch"], {}).update(row)
+        by_epoch.setdefault((row["epoch"], row.get("selection", "all")), {}).update(row)
     if not by_epoch:
         return
+    several = len({sel for _, sel in by_epoch}) > 1
     present = [(k, title) for k, title in COLUMNS if any(k in r for r in by_epoch.values())]
     table = Table(title="Encoding properties of the neural codes (test set unless .tr)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("epoch", justify="right")
+    if several:
+        table.add_column("selection")
     table.add_column("bits", justify="right")
     for _, title in present:
         table.add_column(title, justify="right")
-    for epoch in sorted(by_epoch):
-        row = by_epoch[epoch]
+    for key in sorted(by_epoch, key=lambda k: k[0]):  # by epoch, selections in their order
+        row = by_epoch[key]
         bits = str(row.get("n_bits_used", row.get("n_bits", "")))
-        table.add_row(str(epoch), bits, *(f"{row[k]:.3f}" if row.get(k) is not None else ("dead" if row.get("dead_network") else "") for k, _ in present))
+        table.add_row(str(key[0]), *([key[1]] if several else []), bits, *(f"{row[k]:.3f}" if row.get(k) is not None else ("dead" if row.get("dead_network") else "") for k, _ in present))
     (console or Console()).print(table)

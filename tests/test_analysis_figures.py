@@ -127,9 +127,11 @@ def test_a_single_seed_has_no_band_and_error_bars_on_request(runs) -> None:
 
 
 def test_bars_over_layer_selections_in_the_given_order(runs) -> None:
+    """Runs written before codes.selections (one run per codes.layers, rows without `selection`):
+    the table's `selection` is their codes.layers, so the figure reads one field for both."""
     table, made = runs
-    recipe = Recipe.from_dict({"name": "lw", "kind": "bar", "study": "layerwise", "x": "codes.layers",
-                               "y": ["train/redundancy", "test/redundancy"], "order": {"codes.layers": ["..2", 1, 2]}})
+    recipe = Recipe.from_dict({"name": "lw", "kind": "bar", "study": "layerwise", "x": "selection",
+                               "y": ["train/redundancy", "test/redundancy"], "order": {"selection": ["..2", 1, 2]}})
     out = render(table, recipe, LABELS)
     ax = out.figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["..2", "1", "2"]

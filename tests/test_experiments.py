@@ -52,7 +52,9 @@ def test_experiment_runs_one_tiny_job(name: str, tmp_path: Path) -> None:
     assert cfg.study and cfg.data.name == "synthetic"
     result = run(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "encoding.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 0, 1, 1]
+    names = list(cfg.codes.selections or ["all"])            # a row pair per capture and layer selection
+    assert [r["epoch"] for r in rows] == [0] * 2 * len(names) + [1] * 2 * len(names)
+    assert list(dict.fromkeys(r["selection"] for r in rows)) == names
     assert 0 <= result["test/redundancy"] <= 1 and result["epochs_trained"] == 1
     if cfg.metrics.diameter.enabled:
         assert result["test/diameter_mean"] > 0 and result["test/random_diameter_mean"] > 0
@@ -151,3 +153,12 @@ def test_sample_size_studies_train_a_fixed_number_of_steps(name: str, tmp_path: 
     # 200 samples / 64 = 4 steps per epoch: the 7th step falls in the 2nd epoch, which labels the
     # capture; `step` is the exact count
     assert [(r["epoch"], r["step"], r["reason"]) for r in rows] == [(2, 7, "stopped")] * 2
+
+
+def test_layerwise_trains_one_network_per_seed_and_scores_its_twelve_selections() -> None:
+    """Fig. 5's selections are views of one network's codes: the grid sweeps seeds only."""
+    for profile in ("paper", "smoke"):
+        assert list(hydra_grid("layerwise", profile)) == ["seed"]
+    cfg = compose_config(["+experiment=layerwise"])
+    assert list(cfg.codes.selections) == ["1", "2", "3", "4", "5", "..2", "..3", "..4", "..5", "2..", "3..", "4.."]
+    assert cfg.codes.layers == "all"

@@ -126,7 +126,9 @@ def _pair(tmp_path, variants, *common):
     return solo, batch
 
 
-@pytest.mark.parametrize("extra", [[], ["model.batch_norm=true"],
+@pytest.mark.parametrize("extra", [[], ["model.batch_norm=true", "trainer.check_val_every_n_epoch=1"],
+                                   # codes.selections: each selection scored from the member's capture, as solo
+                                   ["model.depth=2", "codes.selections={all:all,l1:1,l2:2}"],
                                    # stops after epoch 2 (no loss improves by 10): a "stopped" capture
                                    ["trainer.max_epochs=4", "codes.epochs=[0,1,4]",
                                     "callbacks.early_stopping.min_delta=10", "callbacks.early_stopping.patience=1"]])
@@ -137,6 +139,7 @@ def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
     for s, b, e, g in zip(solo, batch, expected, got):
         keys: dict[str, float] = {}
         worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        assert ("val/loss" in keys) == ("trainer.check_val_every_n_epoch=1" in extra), keys  # only where asked for
         if "model.batch_norm=true" not in extra:
             assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
             assert worst.get("codes bits differing", 0) == 0, worst
@@ -181,7 +184,7 @@ def test_cnn_members_train_as_one_stacked_network_and_equal_solo_runs(tmp_path) 
     """tiny ResNet-20 (batch norm) on the digits, seeds 0/1 (one with label noise): a StackedNet
     (torch.func) group vs solo runs."""
     solo, batch = _pair(tmp_path, [["seed=0"], ["seed=1", "data.label_noise=0.3"]], "model=tiny/resnet20",
-                        "trainer.max_epochs=2", "codes.epochs=[0,2]")
+                        "trainer.max_epochs=2", "codes.epochs=[0,2]", "trainer.check_val_every_n_epoch=1")
     assert unbatchable_reason(batch[0]) is None and plan(batch)[0] == [[0, 1]]
     expected = [run(cfg) for cfg in solo]
     got = run_group(batch)

@@ -70,7 +70,9 @@ def test_run_facts_step_limited_and_epochs() -> None:
     p = plan_study("training_time", "smoke", [], gpu=False)
     f = p["facts"][0]
     assert (f["n_train"], f["n_val"], f["n_test"]) == (48000, 12000, 10000)
-    assert f["steps"] == 10 * 375 and f["captures"] == 6 and f["val_epochs"] == 10
+    assert f["steps"] == 10 * 375 and f["captures"] == 6 and f["val_epochs"] == 0   # nothing reads val/*
+    for asked in (["trainer.check_val_every_n_epoch=1"], ["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/loss"]):
+        assert plan_study("training_time", "smoke", asked, gpu=False)["facts"][0]["val_epochs"] == 10, asked
 
 
 def test_unit_cost_arithmetic_on_a_fake_calibration() -> None:
@@ -87,6 +89,9 @@ def test_unit_cost_arithmetic_on_a_fake_calibration() -> None:
     assert t["capture_forward"] == pytest.approx(2 * (1.0 + 160 * 1000 / 2e9 + 8 * 0.002))
     assert t["capture_metrics"] == pytest.approx(2 * (100 * 160 * 128 / 1e9 + 1000 * 100 * 60 * 2 / 1e12))
     assert one["seconds"] == pytest.approx(sum(t.values()))
+    views = unit_cost([{**run, "selection_bits": [128, 64, 32]}], info, FAKE)["terms"]  # codes.selections
+    assert views["capture_metrics"] == pytest.approx(sum(2 * (100 * 160 * b / 1e9 + 1000 * 100 * 60 * math.ceil(b / 64)
+                                                              / 1e12) for b in (128, 64, 32)))
     data = 4 * 4 * 200 + 4 * 200
     assert one["peak_ram_bytes"] == 10**8 + data + 16 * 50 + max(2 * 4 * 20 * 10, 160 * 128 // 8 + 1000)
     assert one["disk_bytes"] == 2 * 12 * 50 + 2 * 160 * 128 // 8 + 2 * 20_000 + 3 * 200
@@ -155,3 +160,9 @@ def test_reproduce_paper_plans_before_any_training() -> None:
     train = next(i for i, line in enumerate(lines) if "-m activation_hash +experiment" in line)
     assert plan < train and "--check" in lines[plan] and "profile=paper" in lines[plan]
     assert "+experiment=cnn_zoo" in lines[plan] and "hydra/launcher=batched" in lines[plan]
+
+
+def test_layerwise_plans_one_run_per_seed_scoring_its_selections() -> None:
+    p = plan_study("layerwise", "smoke", ["hydra/launcher=basic"], gpu=False)
+    assert len(p["tasks"]) == 2                             # seeds 0, 1: one network each
+    assert p["facts"][0]["selection_bits"] == [40] * 5 + [80, 120, 160, 200, 160, 120, 80]

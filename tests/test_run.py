@@ -171,3 +171,49 @@ def test_finished_run_is_reused_only_with_the_same_config(tiny_cfg, caplog) -> N
     changed = run(tiny_cfg("model.width=8"))     # same directory, different network: rerun
     assert changed["n_bits"] == 8 and (Path(first["run_dir"]) / "result.json").stat().st_mtime_ns != stamp
     assert "different config" in caplog.text
+
+
+def _validation_epochs(cfg, monkeypatch) -> tuple[int, list[float]]:
+    """How many validation epochs the run computed (counted on the LightningModule) and the epochs
+    of its val/loss rows in metrics.csv."""
+    from activation_hash.models.classifier import Classifier
+    calls: list[int] = []
+    original = Classifier.on_validation_epoch_end
+    monkeypatch.setattr(Classifier, "on_validation_epoch_end", lambda self: (calls.append(1), original(self))[1])
+    result = run(cfg)
+    with open(Path(result["run_dir"]) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return len(calls), [float(r["epoch"]) for r in rows if r.get("val/loss")]
+
+
+def test_a_default_run_computes_no_validation(tiny_cfg, monkeypatch) -> None:
+    """Nothing reads val/* by default: no validation loop, no val rows; the training split is the same."""
+    assert _validation_epochs(tiny_cfg(), monkeypatch) == (0, [])
+
+
+@pytest.mark.parametrize("overrides, epochs", [
+    (["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/loss"], [1.0, 2.0]),
+    (["trainer.check_val_every_n_epoch=2"], [2.0]),
+    (["+trainer.limit_val_batches=1.0"], [1.0, 2.0]),
+    (["+callbacks.count._target_=tests.user_targets.CountValidation"], [1.0, 2.0]),
+], ids=["val early stopping", "check_val_every_n_epoch", "limit_val_batches", "user callback"])
+def test_validation_runs_where_something_reads_it(tiny_cfg, monkeypatch, overrides, epochs) -> None:
+    assert _validation_epochs(tiny_cfg(*overrides), monkeypatch) == (len(epochs), epochs)
+
+
+def test_validation_readers_rule() -> None:
+    from activation_hash.runs.validation import trainer_validation, validation_readers
+    stop = {"_target_": "pytorch_lightning.callbacks.EarlyStopping", "monitor": "train/loss"}
+    best = {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "monitor": "val/acc"}
+    assert validation_readers({"trainer": {"check_val_every_n_epoch": None}, "callbacks": {"s": stop}}) == []
+    assert validation_readers({"callbacks": {"s": {**stop, "monitor": "val/loss"}}}) == ["callbacks.s.monitor"]
+    assert validation_readers({"callbacks": {"b": best}}) == ["callbacks.b.monitor"]
+    assert validation_readers({"callbacks": {"b": {**best, "monitor": None}}}) == []
+    assert validation_readers({"callbacks": {"u": {"_target_": "my.Callback"}}}) == ["callbacks.u"]
+    assert validation_readers({"optimized_metric": "val/acc"}) == ["optimized_metric"]
+    assert validation_readers({"optimized_metric": "test/knn_acc"}) == []
+    assert validation_readers({"trainer": {"check_val_every_n_epoch": 3}}) == ["trainer.check_val_every_n_epoch"]
+    assert validation_readers({"trainer": {"limit_val_batches": 0}, "callbacks": {"b": best}}) == []
+    assert trainer_validation({"trainer": {}}) == {"check_val_every_n_epoch": 1, "limit_val_batches": 0}
+    assert trainer_validation({"trainer": {"check_val_every_n_epoch": 3}}) == {}
+    assert trainer_validation({"trainer": {}, "callbacks": {"b": best}}) == {"check_val_every_n_epoch": 1}

@@ -157,7 +157,7 @@ def test_a_dead_network_is_reported_not_scored(tiny_cfg) -> None:
 
 
 def test_epoch_means_epochs_trained_in_every_row(tiny_cfg) -> None:
-    result = run(tiny_cfg("codes.epochs=[0,1,2]"))
+    result = run(tiny_cfg("codes.epochs=[0,1,2]", "trainer.check_val_every_n_epoch=1"))  # validation asked for
     with open(Path(result["run_dir"]) / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     train_rows = [float(r["epoch"]) for r in rows if r.get("train/loss")]

@@ -1,4 +1,4 @@
-"""Collect run directories into one tidy table: one row per run and capture epoch.
+"""Collect run directories into one tidy table: one row per run, capture epoch and layer selection.
 
     python -m activation_hash.analysis collect outputs/multirun/2025-01-01 --out table.csv
 
@@ -6,7 +6,8 @@ A run directory holds `config.yaml` and `encoding.jsonl` or `meta.json` (`result
 when the run finished); a sweep directory holds runs, possibly nested. Each row carries every
 config value as a column with a dotted name (`data.train_size`, `model.width`; lists as JSON
 text), the train and test metrics of that capture merged (`train/*`, `test/*`), the capture's
-`epoch`, `step`, `reason`, `n_bits`, ..., and `run_dir`, `finished`, `git_revision`,
+`epoch`, `selection` (the capture's layer selection, codes.selections: `all` unless a study names
+others), `step`, `reason`, `n_bits`, ..., and `run_dir`, `finished`, `git_revision`,
 `epochs_trained`, `train_seconds`, and `model_name` (the model's config option, e.g. `tiny/vgg19`,
 from meta.json; else the class name). A run without any capture yet gives one row with an empty epoch.
 """
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RUN_MARKERS = ("encoding.jsonl", "meta.json", "result.json")
 LEADING = ["run_dir", "finished", "git_revision", "study", "seed"]
-CAPTURE = ["epoch", "step", "reason", "n_bits", "n_bits_used", "capture_seconds"]
+CAPTURE = ["epoch", "selection", "step", "reason", "n_bits", "n_bits_used", "capture_seconds"]
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
@@ -78,7 +79,9 @@ def read_run(run: Path) -> list[dict[str, Any]]:
     common["model_name"] = _model_name(meta, config)
     if result is not None:
         common.update(epochs_trained=result.get("epochs_trained"), train_seconds=result.get("train_seconds"))
-    captures = _read_captures(run / "encoding.jsonl")
+    layers = (config.get("codes") or {}).get("layers", "all") if isinstance(config.get("codes"), Mapping) else "all"
+    # rows written before codes.selections have no `selection`: their code is the codes.layers selection
+    captures = _read_captures(run / "encoding.jsonl", "all" if layers in (None, "all") else str(layers))
     if not captures:
         return [common]
     return [{**common, **capture} for capture in captures]
@@ -93,11 +96,13 @@ def _model_name(meta: Mapping[str, Any], config: Mapping[str, Any]) -> str | Non
     return str(target).rsplit(".", 1)[-1] if target else None
 
 
-def _read_captures(path: Path) -> list[dict[str, Any]]:
-    """One dict per epoch: the train and test rows of that epoch merged, split dropped."""
+def _read_captures(path: Path, unnamed: str = "all") -> list[dict[str, Any]]:
+    """One dict per epoch and layer selection: the train and test rows of that capture merged, split
+    dropped; `selection` names the selection (codes.selections; a row written without one, before
+    selections existed, gets `unnamed`: its run's codes.layers, `all` by default)."""
     if not path.exists():
         return []
-    by_epoch: dict[int, dict[str, Any]] = {}
+    by_epoch: dict[tuple[int, str], dict[str, Any]] = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -108,8 +113,9 @@ def _read_captures(path: Path) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or "epoch" not in row:
             raise ValueError(f"{path.name} line {number}: not a capture record (no epoch)")
         row.pop("split", None)
-        by_epoch.setdefault(int(row["epoch"]), {}).update(flatten(row))
-    return [by_epoch[e] for e in sorted(by_epoch)]
+        row["selection"] = str(row.get("selection", unnamed))
+        by_epoch.setdefault((int(row["epoch"]), row["selection"]), {}).update(flatten(row))
+    return [by_epoch[k] for k in sorted(by_epoch, key=lambda k: k[0])]  # by epoch, selections in file order
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def build_report(out_dir: str | Path, runs: Sequence[str | Path] = (), table_pat
     lines = [f"# Activation-hash report\n",
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %z')} from "
              + (f"`{table_path}`" if table_path else ", ".join(f"`{p}`" for p in runs))
-             + f"; the collected table is [table.csv](table.csv) ({len(table)} rows, one per run and capture).\n"]
+             + f"; the collected table is [table.csv](table.csv) ({len(table)} rows, one per run, capture and layer selection).\n"]
     lines += _settings(table, plotted, ignore, skipped_dirs, bool(cfg.get("include_unfinished", False)))
 
     skipped: list[tuple[str, str]] = []

@@ -1,6 +1,6 @@
 """Pick, match and average rows of the collected table; shared by the figures and the phase chart.
 
-The table has one row per run and capture epoch. Its columns are of three sorts:
+The table has one row per run, capture epoch and layer selection (`selection`, `all` by default). Its columns are of three sorts:
 - metrics: every name with a "/" (`train/redundancy`, `test/knn_acc`, ...);
 - capture and run bookkeeping: `CAPTURE_COLUMNS`, `RUN_COLUMNS`;
 - settings: everything else that is constant within a run (the dotted config values,
@@ -20,6 +20,7 @@ import pandas as pd
 
 from activation_hash.rundir import NOT_RESULT_KEYS
 
+SELECTION = "selection"   # the layer selection a capture row was scored on (collect.py)
 RUN_COLUMNS = ("run_dir", "finished", "git_revision", "epochs_trained", "train_seconds")
 CAPTURE_COLUMNS = ("epoch", "step", "reason", "split", "n_bits", "n_bits_used", "capture_seconds")
 # result-neutral keys (one list: activation_hash.rundir) and what they hold, for flattened columns
@@ -48,7 +49,8 @@ def setting_columns(table: pd.DataFrame, ignore: Sequence[str] = ()) -> list[str
     if not candidates or table.empty:
         return candidates
     per_run = table.groupby("run_dir", dropna=False)[candidates].nunique(dropna=False)
-    return [c for c in candidates if (per_run[c] <= 1).all()]
+    # a capture's layer selection varies within a run (codes.selections) but is a setting of its code
+    return [c for c in candidates if c == SELECTION or (per_run[c] <= 1).all()]
 
 
 def seed_columns(rows: pd.DataFrame, settings: Sequence[str]) -> set[str]:

@@ -88,7 +88,12 @@ def compare_runs(a: Path, b: Path, per_key: dict[str, float] | None = None) -> d
         ja, jb = json.loads((a / "result.json").read_text()), json.loads((b / "result.json").read_text())
         assert ja.keys() == jb.keys(), f"{a.name}: result keys {sorted(ja.keys() ^ jb.keys())}"
         for k in ja.keys() - VOLATILE:
-            if isinstance(ja[k], dict):
+            if isinstance(ja[k], dict) and all(isinstance(v, dict) for v in ja[k].values()):  # selections
+                assert ja[k].keys() == jb[k].keys(), f"{a.name}: result {k}"
+                for name, part in ja[k].items():
+                    for kk in part.keys() - VOLATILE:
+                        note("result", f"{name}/{kk}", _diff(part[kk], jb[k][name].get(kk), f"{a.name} result {k}.{name}.{kk}"))
+            elif isinstance(ja[k], dict):
                 assert ja[k] == jb[k], f"{a.name}: result {k}"
             else:
                 note("result", k, _diff(ja[k], jb[k], f"{a.name} result {k}"))

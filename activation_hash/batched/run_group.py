@@ -15,7 +15,7 @@ Per member, as a solo run, through the same code (activation_hash/runs/): `runs.
 member is skipped, a locked one too), `runs.build` (seed, data, network), and a `runs.RunRecord`
 writing config.yaml, meta.json (plus a "batched" entry naming the group), encoding.jsonl (the same
 capture schedule as NeuralCodeCallback, the same rows), metrics.csv (Lightning's CSVLogger with a
-solo run's rows: val/loss, val/acc, the captures, train/loss, train/acc, epoch, at the same steps),
+solo run's rows: val/loss, val/acc when something reads them (runs.validation), the captures, train/loss, train/acc, epoch, at the same steps),
 codes/epoch=NNNN.npz with codes.save, result.json last. The recipe's StepLR-like schedule is one
 scheduler over the stacked optimizer (the same function of the epoch for every member);
 EarlyStopping on train/loss is per member, with Lightning's rule. Members of step-limited runs may
@@ -49,6 +49,7 @@ from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.codes.select import parse_selections, primary, selection_specs
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
@@ -59,9 +60,10 @@ from activation_hash.runs.checkpoint import GroupLastEpoch, flush_csv, forget, g
 from activation_hash.runs.claim import claim, comparable, move_aside
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
 from activation_hash.runs.paths import GROUP_POINTER
-from activation_hash.runs.record import RunRecord, score
+from activation_hash.runs.record import RunRecord, score_selections
 from activation_hash.runs.signals import interruptible
 from activation_hash.runs.space import check_writable, disk_full
+from activation_hash.runs.validation import validation_readers
 from activation_hash.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ BATCHED_PROBES = ("diameter",)
 # trainer keys the batched loop implements only at these values
 TRAINER_VALUES = {"fast_dev_run": (False, 0), "accumulate_grad_batches": (1,),
                   "precision": ("32-true", "32", 32), "num_nodes": (1,),
-                  "check_val_every_n_epoch": (1,), "devices": (1, "auto", None), "strategy": ("auto", None),
+                  "check_val_every_n_epoch": (None, 1), "devices": (1, "auto", None), "strategy": ("auto", None),
                   "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0), "min_epochs": (None, 0)}
 # trainer keys the group's Trainer takes as they are, or that do not change what it computes
 # (gradient clipping is per member: BatchedClassifier.configure_gradient_clipping)
@@ -323,6 +325,7 @@ class _GroupRecorder(pl.Callback):
         self.group, self.lengths = group, lengths
         self.max_epochs = int(cfg.trainer.max_epochs)
         self.epochs = capture_epochs(cfg.codes.epochs, self.max_epochs)
+        self.validates = bool(validation_readers(cfg))  # as a solo run: only where something reads it
         self.stoppers = [[_EarlyStopping(_plain(s)) for s in (c.get("callbacks") or {}).values()
                           if s and "_target_" in s] for c in group.cfgs]
         self.step, self.trained = [0] * count, [0] * count
@@ -382,7 +385,7 @@ class _GroupRecorder(pl.Callback):
         stats = dict(zip(members, pl_module.end_epoch(members)))
         for m in members:
             self.trained[m] = -(-self.step[m] // self.lengths[m])
-        if complete:  # Lightning logs at step - 1
+        if complete and self.validates:  # Lightning logs at step - 1
             for m, (loss, acc) in zip(members, group.validate(members)):
                 group.log(m, {"val/acc": acc, "val/loss": loss, "epoch": float(self.trained[m])}, self.step[m] - 1)
         for epoch in sorted({self.trained[m] for m in members} & set(self.epochs)):
@@ -556,9 +559,11 @@ class _Group:
             splits = member_split(self.model, m, self.dms[m], self.layers, size, self.layer_names,
                                   [n for _, n in self.units[m]])
             train, test = splits.pop("train"), splits.pop("test")
-            metrics = score(train, test, self.which, self.options, device)
-            if self.probes:
+            chosen = parse_selections(selection_specs(self.cfgs[m].codes), train.layer_names)  # codes.selections
+            scored = score_selections(train, test, chosen, self.which, self.options, device)
+            if self.probes:  # network probes measure the captured layers: on the primary selection's rows
                 solo = self.model.member_state(m, self.solos[m])
-                metrics.update(run_probes(solo, self.infos[m], self.layers, self.probes, self.outs[m], epoch))
-            self.records[m].add(epoch, step[m], reason, train, test, metrics, time.perf_counter() - started)
+                scored[primary(list(scored))].update(run_probes(solo, self.infos[m], self.layers, self.probes,
+                                                                self.outs[m], epoch))
+            self.records[m].add_selections(epoch, step[m], reason, train, test, scored, time.perf_counter() - started)
             del train, test

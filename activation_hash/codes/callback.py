@@ -23,12 +23,13 @@ from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.codes.collect import collect_codes
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.codes.select import parse_selections, primary
 from activation_hash.data.protocol import DataInfo
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import metrics_device
 from activation_hash.metrics import WHICH
 from activation_hash.metrics.registry import families
-from activation_hash.runs.record import RunRecord, score
+from activation_hash.runs.record import RunRecord, score_selections
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 class NeuralCodeCallback(pl.Callback):
     def __init__(self, record: RunRecord, epochs: Any = "log", layers: Any = "all",
                  metrics: Mapping[str, Any] | None = None, capture_last: bool = True, memmap: bool = False,
-                 data: DataInfo | None = None):
+                 data: DataInfo | None = None, selections: Mapping[str, Any] | None = None):
         self.record = record
+        self.selection_specs = dict(selections or {"all": "all"})  # codes.selections: views of the captured layers
         self.spec = epochs
         self.layer_spec = layers
         self.metric_kwargs = _plain(metrics or {})
@@ -65,6 +67,8 @@ class NeuralCodeCallback(pl.Callback):
         self.units = describe_units(pl_module, self.data.input_shape)
         self.probes = enabled_probes(self.probe_cfg, self.data.input_shape)
         self.layers = parse_layers(self.layer_spec, len(self.units), names=[name for name, _ in self.units])
+        # each selection: 0-based indices into the captured layers (the selections' numbering)
+        self.selections = parse_selections(self.selection_specs, [self.units[i][0] for i in self.layers])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # only a run that starts at epoch 0 captures epoch 0: a resumed run's network is trained
@@ -105,14 +109,14 @@ class NeuralCodeCallback(pl.Callback):
                                        memmap_path=self._memmap_path(epoch, split), extras=self._extras())
                   for split, loader in data.eval_loaders().items()}
         train, test = splits["train"], splits["test"]
-        metrics = score(train, test, self.metric_kwargs.get("which", WHICH),
-                        {k: v for k, v in self.metric_kwargs.items() if k != "which"},
-                        metrics_device(self.device_request, pl_module.device),
-                        extras={f"{s}/{k}": v for s, part in splits.items() for k, v in part.extras.items()})
-        if self.probes:
-            metrics.update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))
-        rows = self.record.add(epoch, trainer.global_step, reason, train, test, metrics,
-                               time.perf_counter() - started)
+        scored = score_selections(train, test, self.selections, self.metric_kwargs.get("which", WHICH),
+                                  {k: v for k, v in self.metric_kwargs.items() if k != "which"},
+                                  metrics_device(self.device_request, pl_module.device),
+                                  extras={f"{s}/{k}": v for s, part in splits.items() for k, v in part.extras.items()})
+        if self.probes:  # network probes measure the captured layers: on the primary selection's rows
+            scored[primary(list(scored))].update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))
+        rows = self.record.add_selections(epoch, trainer.global_step, reason, train, test, scored,
+                                          time.perf_counter() - started)
         for split in splits:
             if self.memmap:
                 self._memmap_path(epoch, split).unlink(missing_ok=True)

@@ -53,7 +53,7 @@ def _split(overrides: Sequence[str]) -> tuple[list[str], str, list[str]]:
 
 def plan_study(study: str, profile: str, overrides: Sequence[str], gpu: bool) -> dict[str, Any]:
     """Everything of a study a plan needs but the device's costs: jobs, units, per-run facts."""
-    from activation_hash.plan.arch import code_bits, data_facts, describe
+    from activation_hash.plan.arch import code_bits, data_facts, describe, selection_bits
     from activation_hash.plan.expand import describe_unit, jobs, key_of, units
     tasks, launcher = jobs(study, profile, overrides)
     facts, infos, data_cache = [], [], {}
@@ -64,7 +64,9 @@ def plan_study(study: str, profile: str, overrides: Sequence[str], gpu: bool) ->
         data = data_cache[dkey]
         info = describe(task["model"], data[0], data[1])
         infos.append(info)
-        facts.append(run_facts(task, data, info, code_bits(info, (task.get("codes") or {}).get("layers", "all"))))
+        codes = task.get("codes") or {}
+        facts.append({**run_facts(task, data, info, code_bits(info, codes.get("layers", "all"))),
+                      "selection_bits": selection_bits(info, codes)})
     pad = str(launcher.get("pad_widths", "auto")).lower()
     pad_widths = pad == "true" or (pad == "auto" and gpu)
     arch = lambda model, shape, classes: describe(model, shape, classes)  # noqa: E731

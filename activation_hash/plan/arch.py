@@ -81,3 +81,13 @@ def code_bits(info: dict[str, Any], layers: Any) -> int:
     from activation_hash.codes.capture import parse_layers
     chosen = parse_layers(layers, len(info["layer_units"]), names=info["layer_names"])
     return int(sum(info["layer_units"][i] for i in chosen))
+
+
+def selection_bits(info: dict[str, Any], codes: dict[str, Any]) -> list[int]:
+    """Bits per code of each `codes.selections` entry (views of the `codes.layers` capture, each
+    scored on its own: the metrics are paid once per selection)."""
+    from activation_hash.codes.capture import parse_layers
+    from activation_hash.codes.select import parse_selections, selection_specs
+    captured = parse_layers(codes.get("layers", "all"), len(info["layer_units"]), names=info["layer_names"])
+    names, units = [info["layer_names"][i] for i in captured], [info["layer_units"][i] for i in captured]
+    return [int(sum(units[i] for i in layers)) for layers in parse_selections(selection_specs(codes), names).values()]

@@ -79,7 +79,7 @@ def measure_overheads() -> dict[str, float]:
         epochs = _timed_run(["trainer.max_epochs=100", "data.batch_size=400", "data.val_fraction=0",
                              "codes.epochs=[100]"], folder)
         val = _timed_run(["trainer.max_epochs=100", "data.batch_size=320", "data.val_fraction=0.2",
-                          "codes.epochs=[100]"], folder)
+                          "trainer.check_val_every_n_epoch=1", "codes.epochs=[100]"], folder)  # validation on
     step = max((steps - one) / 399, 1e-5)
     epoch = max((epochs - one) / 99 - step, 1e-5)
     batch = max((val - epochs) / 100, 1e-5)

@@ -8,9 +8,12 @@ of one optimizer step beyond its arithmetic (`step_overhead_s`), of one training
 (`capture_overhead_s`), the training and evaluation FLOP rates of each network family, the metrics'
 seconds per Gbit of codes (redundancy, K-Means, logistic regression: `metrics_s_per_gbit`) and K-NN's
 per 1e12 word-pairs (n_train x n_test x 64-bit words of a code, what faiss's popcount
-search does: `knn_s_per_tword_pair`). What is modelled: a training
+search does: `knn_s_per_tword_pair`); with `codes.selections` the metrics are paid once per
+selection, on that selection's bits (`selection_bits`). What is modelled: a training
 step costs 3x the forward FLOPs (forward + backward); a batched group of M members pays one step's
-overhead and M members' arithmetic; captures and validation are paid per member; early stopping is
+overhead and M members' arithmetic; captures and validation are paid per member; a run validates
+only where something reads it (`runs.validation`: val/* early stopping or checkpoint, a user callback,
+trainer.check_val_every_n_epoch set), as run.py and the batched group do; early stopping is
 not foreseen (every run is costed to its epoch or step limit: an upper bound); peak RAM = process
 base + data (float32, once per unit plus each member's own subset) + per member parameters, gradients
 and two Adam moments (16 bytes a parameter) + the larger of the training activations and the capture
@@ -51,8 +54,10 @@ def run_facts(task: dict[str, Any], data: tuple, info: dict[str, Any], bits: int
     schedule = [e for e in capture_epochs(codes.get("epochs", "log:8"), max_epochs) if e <= epochs]
     captures = len(schedule) + int(bool(codes.get("capture_last", True)) and epochs < max_epochs
                                    and epochs not in schedule)
+    from activation_hash.runs.validation import validation_readers
     every = trainer.get("check_val_every_n_epoch") or 1
-    val_epochs = epochs // int(every) if n_val and trainer.get("limit_val_batches", 1.0) != 0 else 0
+    # a run validates only where something reads it (runs.validation), as run.py and batched/ do
+    val_epochs = epochs // int(every) if n_val and validation_readers(task) else 0
     return {"n_train": n_train, "n_val": n_val, "n_test": n_test, "batch": batch,
             "eval_batch": int(d.get("eval_batch_size") or batch), "steps": steps, "epochs": epochs,
             "val_epochs": val_epochs, "captures": captures, "bits": int(bits),
@@ -79,9 +84,10 @@ def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[
         n = r["n_train"] + r["n_test"]
         t["capture_forward"] += r["captures"] * (calib["capture_overhead_s"] + n * flops / eval_fps
                                                  + math.ceil(n / r["eval_batch"]) * calib["batch_overhead_s"])
-        t["capture_metrics"] += r["captures"] * (calib["metrics_s_per_gbit"] * n * r["bits"] / 1e9
-                                                 + calib["knn_s_per_tword_pair"] * r["n_train"] * r["n_test"]
-                                                 * math.ceil(r["bits"] / 64) / 1e12)
+        for bits in r.get("selection_bits") or [r["bits"]]:  # codes.selections: each scored on its own
+            t["capture_metrics"] += r["captures"] * (calib["metrics_s_per_gbit"] * n * bits / 1e9
+                                                     + calib["knn_s_per_tword_pair"] * r["n_train"] * r["n_test"]
+                                                     * math.ceil(bits / 64) / 1e12)
     r0 = runs[0]
     data = 4 * r0["dim"] * (r0["n_train"] + r0["n_val"] + r0["n_test"]) + r0["dim"] * (r0["n_file"] + r0["n_test_file"])
     data += sum(4 * r["dim"] * r["n_train"] for r in runs[1:] if r["subset"])

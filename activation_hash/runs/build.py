@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from activation_hash.codes.capture import describe_units, parse_layers
+from activation_hash.codes.select import parse_selections, selection_specs
 from activation_hash.data.protocol import DataInfo
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.validate import check_against_data
@@ -48,6 +49,7 @@ def build(cfg: DictConfig, datamodule: Any = None, verbose: bool = True) -> Buil
     units = describe_units(net, data.input_shape)
     # bad layer selections fail here, not mid-training
     layers = parse_layers(cfg.codes.layers, len(units), names=[name for name, _ in units])
+    parse_selections(selection_specs(cfg.codes), [units[i][0] for i in layers])  # views of the captured layers
     if verbose:
         log.info("%d code layers, %d units per input (%s); the code uses %d bits", len(units),
                  sum(n for _, n in units),

@@ -7,6 +7,8 @@ batched group alike.
     metrics = score(train, test, which, options, device)     # a capture's encoding metrics
     record.add(epoch, step, reason, train, test, metrics, seconds)   # its rows: encoding.jsonl,
                                                       # codes/epoch=NNNN.npz, loggers, console line
+    scored = score_selections(train, test, chosen, which, options, device)   # codes.selections:
+    record.add_selections(epoch, step, reason, train, test, scored, seconds)  # a row pair per selection
     record.finish(epochs_trained=..., ...)            # result.json, written last
 
 `check_files(cfg, out, epochs_trained)` says whether the files of an unfinished run can be
@@ -36,6 +38,7 @@ import activation_hash
 from activation_hash.atomic import atomic_write, atomic_write_json, dumps_json
 from activation_hash.codes.io import codes_path, load_codes, save_codes
 from activation_hash.codes.schedule import capture_epochs
+from activation_hash.codes.select import primary, select, selection_specs
 from activation_hash.runs.paths import CODES, CONFIG, ENCODING, META, METRICS_CSV, RESULT
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,14 @@ def used_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The metrics of the last capture (both splits merged)."""
+def summary(records: list[dict[str, Any]], selection: str | None = None) -> dict[str, Any]:
+    """The metrics of the last capture (both splits merged) of `selection` (rows without one are
+    `all`; None: the primary selection of the rows, `all` when present)."""
+    if not records:
+        return {}
+    names = list(dict.fromkeys(r.get("selection", "all") for r in records))
+    selection = selection or primary(names)
+    records = [r for r in records if r.get("selection", "all") == selection]
     if not records:
         return {}
     last = max(r["epoch"] for r in records)
@@ -86,12 +95,29 @@ def score(train: Any, test: Any, which: Any, options: Mapping[str, Any], device:
     return metrics
 
 
-def print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float, dead: bool = False) -> None:
+def score_selections(train: Any, test: Any, chosen: Mapping[str, Any] | None, which: Any,
+                     options: Mapping[str, Any], device: Any,
+                     extras: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """{selection name: its metrics} of one capture: each selection's layers (0-based indices into
+    the captured layers, `codes.select.parse_selections`) scored from the same captured codes.
+    None: the whole code, as `all`."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, layers in (chosen or {"all": None}).items():
+        tr, te = (train, test) if layers is None else (select(train, layers), select(test, layers))
+        metrics = score(tr, te, which, options, device, extras)
+        metrics.setdefault("n_bits", tr.n_bits)
+        out[name] = metrics
+    return out
+
+
+def print_capture(epoch: int, metrics: Mapping[str, Any], seconds: float, dead: bool = False,
+                  selection: str | None = None) -> None:
     from rich import get_console
     parts = [f"{short} {metrics[key]:.3f}" for key, short in SHORT if metrics.get(key) is not None]
     if dead:
         parts.insert(0, "[red]dead network: every unit is constant over train+test, no code to score[/]")
-    get_console().print(f"[bold]epoch {epoch:>3}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
+    label = f" [{selection}]" if selection else ""
+    get_console().print(f"[bold]epoch {epoch:>3}{label}[/] " + " ".join(parts) + f" ({seconds:.1f}s)",
                         soft_wrap=True, highlight=False)
 
 
@@ -105,6 +131,8 @@ class RunRecord:
         self.save = bool(cfg.codes.get("save", False))
         self.verbose = bool(cfg.codes.get("verbose", True))
         self.clean_labels = clean_labels
+        self.selections = list(selection_specs(cfg.get("codes")))  # codes.selections' names, in order
+        self.primary = primary(self.selections)
         self.rows: list[dict[str, Any]] = []
         self.done: set[int] = set()
         self.resumed_at: tuple[int, int] | None = None
@@ -132,15 +160,25 @@ class RunRecord:
             restore_csv(self.loggers, *self.resumed_at)
 
     def add(self, epoch: int, step: int, reason: str, train: Any, test: Any, metrics: dict[str, Any],
-            seconds: float) -> list[dict[str, Any]]:
-        """One capture: its two rows in encoding.jsonl, its codes file, the loggers, a console line."""
+            seconds: float, selection: str | None = None) -> list[dict[str, Any]]:
+        """One capture of one selection (the primary one by default): see add_selections."""
+        return self.add_selections(epoch, step, reason, train, test, {selection or self.primary: metrics}, seconds)
+
+    def add_selections(self, epoch: int, step: int, reason: str, train: Any, test: Any,
+                       scored: Mapping[str, dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+        """One capture: a train and a test row in encoding.jsonl per selection (`selection` names it;
+        `scored` = score_selections' {name: metrics}), its codes file (the whole captured code, once),
+        the loggers (the primary selection under the plain metric names, any other as NAME/metric),
+        a console line per selection."""
         self.done.add(epoch)
-        dead = metrics.get("n_bits_used") == 0
-        common = {"epoch": epoch, "dead_network": dead, "step": step, "reason": reason,
-                  "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
-                  "capture_seconds": round(seconds, 3), "backend": metrics.get("backend")}
-        rows = [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
-                for split in ("train", "test")]
+        rows: list[dict[str, Any]] = []
+        for name, metrics in scored.items():
+            dead = metrics.get("n_bits_used") == 0
+            common = {"epoch": epoch, "dead_network": dead, "step": step, "reason": reason, "selection": name,
+                      "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
+                      "capture_seconds": round(seconds, 3), "backend": metrics.get("backend")}
+            rows += [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
+                     for split in ("train", "test")]
         self.rows.extend(rows)
         # rewrite the whole (small) file atomically so a crash never leaves a half line
         atomic_write(self.out / ENCODING, "".join(dumps_json(r, sort_keys=True) + "\n" for r in self.rows))
@@ -149,11 +187,17 @@ class RunRecord:
             save_codes(codes_path(self.out / CODES, epoch), train_codes=train.codes, test_codes=test.codes,
                        train_labels=train.labels, test_labels=test.labels, n_bits=train.n_bits, epoch=epoch,
                        layer_names=train.layer_names, layer_units=train.layer_units, **extra)
-        logged = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        logged: dict[str, float] = {}
+        for name, metrics in scored.items():
+            prefix = "" if name == self.primary else f"{name}/"
+            logged.update({prefix + k: float(v) for k, v in metrics.items()
+                           if isinstance(v, (int, float)) and math.isfinite(v)})
         logged["epoch"] = float(epoch)
         self.log(logged, step)
         if self.verbose:
-            print_capture(epoch, metrics, seconds, dead)
+            for name, metrics in scored.items():
+                print_capture(epoch, metrics, seconds, metrics.get("n_bits_used") == 0,
+                              selection=name if len(scored) > 1 else None)
         return rows
 
     def log(self, values: dict[str, float], step: int) -> None:
@@ -163,7 +207,9 @@ class RunRecord:
     def finish(self, **extra: Any) -> dict[str, Any]:
         """result.json (the last capture's metrics and `extra`), written last: the run is finished."""
         from activation_hash.summary import print_summary
-        result = summary(self.rows)
+        result = summary(self.rows, self.primary)
+        if len(self.selections) > 1:  # every selection's last capture, beside the primary one's
+            result["selections"] = {name: summary(self.rows, name) for name in self.selections}
         result.update(run_dir=str(self.out), **extra)
         atomic_write_json(self.out / RESULT, result)
         print_summary(self.rows)
