@@ -33,13 +33,13 @@ def test_a_group_scores_its_members_one_at_a_time(tmp_path, monkeypatch) -> None
     """Three members of widths 16, 7 and 16: whenever a member is scored, the code arrays alive
     are exactly that member's (train + test rows x its packed bytes), not the group's."""
     seen: list[tuple[int, int]] = []
-    real = run_group_module.score
+    real = run_group_module.score_selections
 
     def spy(train, test, *args, **kwargs):
         seen.append((_codes_alive(), train.codes.nbytes + test.codes.nbytes))
         return real(train, test, *args, **kwargs)
 
-    monkeypatch.setattr(run_group_module, "score", spy)
+    monkeypatch.setattr(run_group_module, "score_selections", spy)
     variants = [*MEMBERS, ["seed=2", "model.width=16"]]
     cfgs = [compose_config([*SMALL, "codes.save=false", *v], output_dir=tmp_path / str(i)) for i, v in enumerate(variants)]
     run_group(cfgs)
