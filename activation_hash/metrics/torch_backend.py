@@ -14,7 +14,8 @@ does well, and the same code runs (and is tested) on the CPU.
 
 Families:
 - redundancy: distinct packed rows by ``torch.unique(dim=0)`` on the device (exact, bytes
-  compared, nothing hashed) -- equal to the numpy path.
+  compared, nothing hashed) -- equal to the numpy path; beyond half of the budget, seeded hashes
+  of packed chunks on the device, repeated hashes verified byte for byte (exact as well).
 - K-Means: ``n_init`` k-means++ initialisations (scikit-learn's greedy k-means++: 2 + log K
   local trials per center, the first center uniform) advanced *together*: one matrix product
   per Lloyd pass gives every row's distance to the K centers of every initialisation.
@@ -133,22 +134,49 @@ class PackedRows:
 # ---------------------------------------------------------------- redundancy
 
 
-def n_unique_rows(packed: np.ndarray, device=None) -> int:
+_P = 2**31 - 1  # hash modulus: products and column sums stay below 2**63 in int64
+
+
+def n_unique_rows(packed: np.ndarray, device=None, max_bytes: int | None = None, stream: bool | None = None) -> int:
+    """Distinct packed rows, exactly. Resident (``torch.unique(dim=0)``) when the rows fit in
+    half of ``max_bytes`` (None: always) or ``stream`` is False; otherwise (or when ``stream``
+    is True; chunks then within an eighth of ``max_bytes``) streamed: two seeded hashes per row
+    (sum_j (byte_j + 1) w_j mod 2**31 - 1) computed chunk by chunk on the device from the host
+    array (a memory map allowed), distinct hash pairs counted there, and the rows of repeated
+    hash pairs compared byte for byte (``families/redundancy.count_verified``)."""
     import torch
     n, width = packed.shape
     if n == 0:
         return 0
     if width == 0:
         return 1
-    t = as_tensor(packed, torch_device(device))
-    return int(torch.unique(t, dim=0).shape[0])
+    device = torch_device(device)
+    if not stream if stream is not None else max_bytes is None or packed.nbytes <= max_bytes // 2:
+        t = as_tensor(packed, device)
+        return int(torch.unique(t, dim=0).shape[0])
+    from .families.redundancy import count_verified
+    budget = max(2**16, min(CHUNK_BYTES, (max_bytes or CHUNK_BYTES) // 8))
+    cols = min(width, 2**20)
+    weights = torch.as_tensor(np.random.default_rng(0).integers(1, _P, size=(2, width)), device=device)
+    key = torch.empty(n, dtype=torch.int64, device=device)
+    for lo, hi in iter_chunks(n, rows_per_chunk(cols * 8 * 2 + width, budget)):
+        x = as_tensor(np.asarray(packed[lo:hi]), device)
+        h = torch.zeros((2, hi - lo), dtype=torch.int64, device=device)
+        for clo, chi in iter_chunks(width, cols):
+            part = x[:, clo:chi].to(torch.int64) + 1
+            for i in range(2):
+                h[i] = (h[i] + (part * weights[i, clo:chi]).sum(1) % _P) % _P
+        key[lo:hi] = h[0] * _P + h[1]          # < 2**62: one int64 per row
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    del key
+    return count_verified(packed, inverse.cpu().numpy(), counts.cpu().numpy(), budget)
 
 
-def redundancy_ratio(packed: np.ndarray, device=None) -> float:
+def redundancy_ratio(packed: np.ndarray, device=None, max_bytes: int | None = None, stream: bool | None = None) -> float:
     n = packed.shape[0]
     if n == 0:
         raise ValueError("redundancy_ratio: got 0 codes; the ratio needs n >= 1")
-    return (n - n_unique_rows(packed, device)) / n
+    return (n - n_unique_rows(packed, device, max_bytes, stream)) / n
 
 
 # ---------------------------------------------------------------- Gram matrix
@@ -464,22 +492,49 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
 
 
 def distance_histograms(query: np.ndarray, query_labels: np.ndarray, db: np.ndarray, db_labels: np.ndarray,
-                        n_bits: int, *, device=None, block_bytes: int = 2**28):
-    """As ``metrics.retrieval.distance_histograms`` (same yields), distances by GEMM on ``device``."""
+                        n_bits: int, *, device=None, block_bytes: int = 2**28, max_bytes: int | None = None):
+    """As ``metrics.retrieval.distance_histograms`` (same yields), distances by GEMM on ``device``.
+
+    Memory: per query chunk the (chunk, n_bits + 1) histograms and one (chunk, database block)
+    distance block within ``block_bytes``. The database is unpacked on the device once when
+    that fits in a quarter of ``max_bytes`` (None: always); otherwise it is read block by block
+    from the host array (a memory map allowed; packed rows copied, unpacked on the device) for
+    every query chunk: one pass over the database per query chunk. Query rows are read one
+    chunk at a time. Same histograms either way (exact integer distances)."""
     import torch
     device = torch_device(device)
-    n_d = n_bits + 1
-    db_t = as_tensor(db, device)
-    dbx = unpack(db_t, n_bits, torch.float32)
-    db_sq = dbx.sum(1)
+    n_d, n_db = n_bits + 1, db.shape[0]
+    width = max(n_bits, 1)
+    resident = max_bytes is None or n_db * width * 4 + db.nbytes <= max_bytes // 4
     dy = torch.as_tensor(np.asarray(db_labels), device=device)
     qy_all = torch.as_tensor(np.asarray(query_labels), device=device)
-    chunk = rows_per_chunk(max(1, db.shape[0]) * 24 + 4 * max(n_bits, 1), block_bytes)
+    # per query: two histograms (int64) and their flat-index temporaries; per pair of a block: the
+    # float32 product, the int64 distance and flat index, the relevance mask
+    chunk = rows_per_chunk(n_d * 32 + 5 * width, max(1, block_bytes // 2))
+    db_block = n_db if resident else rows_per_chunk(width * 5, max(1, block_bytes // 4))
+    chunk = min(chunk, rows_per_chunk(min(n_db, db_block) * 24, max(1, block_bytes // 2)))
+    if resident:
+        dbx_all = unpack(as_tensor(db, device), n_bits, torch.float32)
+        db_sq_all = dbx_all.sum(1)
+
+    def db_blocks():
+        for lo, hi in iter_chunks(n_db, db_block):
+            if resident:
+                yield lo, hi, dbx_all[lo:hi], db_sq_all[lo:hi]
+            else:
+                x = unpack(as_tensor(db[lo:hi], device), n_bits, torch.float32)
+                yield lo, hi, x, x.sum(1)
+
     for lo, hi in iter_chunks(query.shape[0], chunk):
         q = unpack(as_tensor(query[lo:hi], device), n_bits, torch.float32)
-        dist = (q.sum(1)[:, None] + db_sq[None, :] - 2 * (q @ dbx.T)).round().to(torch.int64)
-        flat = dist + (torch.arange(hi - lo, device=device) * n_d)[:, None]
-        tot = torch.bincount(flat.reshape(-1), minlength=(hi - lo) * n_d).view(hi - lo, n_d)
-        same = qy_all[lo:hi, None] == dy[None, :]
-        rel = torch.bincount(flat[same], minlength=(hi - lo) * n_d).view(hi - lo, n_d)
-        yield slice(lo, hi), rel.cpu().numpy(), tot.cpu().numpy()
+        q_sq = q.sum(1)
+        offs = (torch.arange(hi - lo, device=device) * n_d)[:, None]
+        tot = torch.zeros((hi - lo) * n_d, dtype=torch.int64, device=device)
+        rel = torch.zeros_like(tot)
+        for dlo, dhi, x, x_sq in db_blocks():
+            dist = (q_sq[:, None] + x_sq[None, :] - 2 * (q @ x.T)).round().to(torch.int64)
+            flat = dist + offs
+            tot += torch.bincount(flat.reshape(-1), minlength=(hi - lo) * n_d)
+            same = qy_all[lo:hi, None] == dy[None, dlo:dhi]
+            rel += torch.bincount(flat[same], minlength=(hi - lo) * n_d)
+        yield slice(lo, hi), rel.view(hi - lo, n_d).cpu().numpy(), tot.view(hi - lo, n_d).cpu().numpy()
