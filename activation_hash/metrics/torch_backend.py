@@ -409,9 +409,7 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
         with torch.no_grad():
             return classes[(x_test @ w.T + b).argmax(1).cpu().numpy()]
     if mode == "ovo":
-        pairs = [(i, j) for i in range(n_cls) for j in range(i + 1, n_cls)]
-        pi = torch.as_tensor([p[0] for p in pairs], device=dev)
-        pj = torch.as_tensor([p[1] for p in pairs], device=dev)
+        pi, pj = _pairs(n_cls, dev)
         mask = ((yt[:, None] == pi[None, :]) | (yt[:, None] == pj[None, :])).to(dt)   # (n, P)
         target = (yt[:, None] == pj[None, :]).to(dt)                                 # positive = j
     elif mode == "ovr":
@@ -447,26 +445,116 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
 
     _lbfgs([w, b], loss, max_iter)
     with torch.no_grad():
-        dec = x_test @ w.T + b                            # (m, P)
-        if mode == "ovr":
-            return classes[dec.argmax(1).cpu().numpy()]
-        pos = (dec > 0).to(dt)
-        votes = torch.zeros((x_test.shape[0], n_cls), dtype=dt, device=dev)
-        conf = torch.zeros_like(votes)
-        votes.index_add_(1, pi, 1 - pos)
-        votes.index_add_(1, pj, pos)
-        conf.index_add_(1, pi, -dec)
-        conf.index_add_(1, pj, dec)
-        score = votes + conf / (3 * (conf.abs() + 1))     # scikit-learn's OneVsOneClassifier rule
-        return classes[score.argmax(1).cpu().numpy()]
+        return classes[_decide(x_test @ w.T + b, mode, n_cls).cpu().numpy()]
+
+
+def _pairs(n_cls: int, device):
+    """The one-vs-one problems (i, j), i < j: class indices of each side (tensors)."""
+    import torch
+    pairs = [(i, j) for i in range(n_cls) for j in range(i + 1, n_cls)]
+    return (torch.as_tensor([p[0] for p in pairs], device=device),
+            torch.as_tensor([p[1] for p in pairs], device=device))
+
+
+def _decide(dec, mode: str, n_cls: int):
+    """Class index per row from the decision values (m, problems): argmax (ovr, multinomial) or
+    scikit-learn's OneVsOneClassifier rule (votes plus normalized confidences)."""
+    import torch
+    if mode != "ovo":
+        return dec.argmax(1)
+    pi, pj = _pairs(n_cls, dec.device)
+    pos = (dec > 0).to(dec.dtype)
+    votes = torch.zeros((dec.shape[0], n_cls), dtype=dec.dtype, device=dec.device)
+    conf = torch.zeros_like(votes)
+    votes.index_add_(1, pi, 1 - pos)
+    votes.index_add_(1, pj, pos)
+    conf.index_add_(1, pi, -dec)
+    conf.index_add_(1, pj, dec)
+    return (votes + conf / (3 * (conf.abs() + 1))).argmax(1)
+
+
+def logreg_predict_streamed(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, n_bits: int, *,
+                            mode: str = "ovo", C: float = 1.0, max_iter: int = 300, device=None,
+                            max_bytes: int = 2**30) -> np.ndarray:
+    """``logreg_predict`` on dense 0/1 features that are never held whole: every objective and
+    gradient evaluation of the same L-BFGS streams the packed training codes chunk by chunk
+    (unpacked on the device, float64, gradients accumulated chunk by chunk), so it is the same
+    estimator as the in-memory path, at one pass over the training codes per evaluation; test
+    codes are scored chunk by chunk. Memory: the weights (problems x bits, with L-BFGS's history
+    of 10 pairs of that size) plus one chunk."""
+    import torch
+    device = torch_device(device)
+    classes, y = np.unique(y_train, return_inverse=True)
+    y = y.reshape(-1)
+    n_cls, n = classes.size, train.shape[0]
+    if n_cls == 1:
+        return np.full(test.shape[0], classes[0])
+    if mode not in ("ovo", "ovr", "multinomial"):
+        raise ValueError(f"metrics.logreg_mode={mode!r}: allowed: ovo, ovr, multinomial")
+    dt, f = torch.float64, max(n_bits, 1)
+    yt = torch.as_tensor(y, device=device)
+    n_prob = n_cls if mode != "ovo" else n_cls * (n_cls - 1) // 2
+    weight_bytes = n_prob * f * 8 * 23                   # weights, gradient, 2 x 10 history vectors
+    budget = max(max_bytes // 8, max_bytes - weight_bytes, 1)  # weights beyond the budget: chunks still sized
+    rows = PackedRows(train, n_bits, device, budget)
+    rows.dtype = dt  # float64 features, as the in-memory path; a chunk's bits, floats and (rows x problems) terms
+    rows.chunk = rows_per_chunk(f * 9 + 8 * 4 * n_prob + train.shape[1], min(CHUNK_BYTES, max(1, budget // 4)))
+    if mode == "ovo":
+        pi, pj = _pairs(n_cls, device)
+    counts = torch.bincount(yt, minlength=n_cls).to(dt)
+    per_problem = counts[pi] + counts[pj] if mode == "ovo" else torch.full((n_cls,), float(n), dtype=dt, device=device)
+    w = torch.zeros((n_prob, f), dtype=dt, device=device, requires_grad=True)
+    b = torch.zeros(n_prob, dtype=dt, device=device, requires_grad=True)
+
+    def feats(x):
+        return x if n_bits else torch.zeros((x.shape[0], 1), dtype=dt, device=device)
+
+    def data_term(x, yc):
+        z = feats(x) @ w.T + b
+        if mode == "multinomial":
+            return torch.nn.functional.cross_entropy(z, yc, reduction="sum") / n
+        if mode == "ovo":
+            mask = ((yc[:, None] == pi[None, :]) | (yc[:, None] == pj[None, :])).to(dt)
+            target = (yc[:, None] == pj[None, :]).to(dt)
+        else:
+            mask = torch.ones_like(z)
+            target = (yc[:, None] == torch.arange(n_cls, device=device)[None, :]).to(dt)
+        return ((mask * torch.nn.functional.softplus(-(2 * target - 1) * z)).sum(0) / per_problem).sum()
+
+    def penalty():
+        if mode == "multinomial":
+            return 0.5 / C * (w * w).sum() / n
+        return (0.5 / C * (w * w).sum(1) / per_problem).sum()
+
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-5,
+                            tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        total = penalty()
+        total.backward()
+        value = float(total.detach())
+        for lo, hi, x in rows.chunks():
+            part = data_term(x, yt[lo:hi])
+            part.backward()
+            value += float(part.detach())
+        return torch.tensor(value, dtype=dt)
+
+    opt.step(closure)
+    out = np.empty(test.shape[0], dtype=np.int64)
+    with torch.no_grad():
+        for lo, hi in iter_chunks(test.shape[0], rows.chunk):
+            x = unpack(as_tensor(np.asarray(test[lo:hi]), device), n_bits, dt)
+            out[lo:hi] = _decide(feats(x) @ w.T + b, mode, n_cls).cpu().numpy()
+    return classes[out]
 
 
 def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
                     n_bits: int, *, mode: str = "ovo", device=None, max_bytes: int = 2**30) -> float:
     """Test accuracy of the torch logistic regression on packed codes: exact row-space
     coordinates when there are fewer rows than bits (n features instead of bits) and the Gram
-    matrix fits in ``max_bytes``, else dense features when they fit, else scikit-learn's
-    streaming fit (families/logreg.py)."""
+    matrix fits in ``max_bytes``, else dense features when they fit, else the same L-BFGS
+    streamed over the packed codes (``logreg_predict_streamed``)."""
     import torch
     from .families import logreg as sk
     device = torch_device(device)
@@ -481,9 +569,10 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
             return unpack(as_tensor(p, device), n_bits, dt) if n_bits else \
                 torch.zeros((p.shape[0], 1), dtype=dt, device=device)
         xtr, xte = feats(train), feats(test)
-    else:
-        return sk.logreg_accuracy(train, train_labels, test, test_labels, n_bits, mode=mode,
-                                  max_dense_bytes=max_bytes)
+    else:  # the same L-BFGS, each evaluation streamed over the packed codes
+        pred = logreg_predict_streamed(train, train_labels, test, n_bits, mode=mode, device=device,
+                                       max_bytes=max_bytes)
+        return float(np.mean(pred == test_labels))
     pred = logreg_predict(xtr, train_labels, xte, mode=mode, gather_bytes=max(1, max_bytes // 4))
     return float(np.mean(pred == test_labels))
 
