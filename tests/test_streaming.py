@@ -180,3 +180,21 @@ def test_family_options_reach_the_streamed_paths(tmp_path: Path, monkeypatch: py
                 assert got[key] == value, (backend, key)
             else:  # retrieval means summed over other query chunks: equal up to rounding
                 np.testing.assert_allclose(got[key], value, rtol=1e-12, err_msg=f"{backend} {key}")
+
+
+@pytest.mark.parametrize("mode", ["ovo", "ovr", "multinomial"])
+def test_torch_logreg_streamed_is_the_in_memory_fit(tmp_path: Path, mode: str) -> None:
+    """Beyond the budget the torch logistic regression runs the same L-BFGS with each evaluation
+    streamed over packed chunks of memory-mapped codes: the predictions are the dense fit's."""
+    import torch
+    if not HAVE_MNIST:
+        pytest.skip("no MNIST in the shared datasets")
+    x, y = _mnist(700)
+    bits = _mlp_bits(x, y, (40,), 0, 20)
+    packed = np.packbits(bits, axis=1)
+    train, test = _memmapped(tmp_path, "train", packed[:500]), _memmapped(tmp_path, "test", packed[500:])
+    dense = [torch.from_numpy(bits[s].astype(np.float64)) for s in (slice(0, 500), slice(500, None))]
+    ref = tb.logreg_predict(dense[0], y[:500], dense[1], mode=mode)
+    got = tb.logreg_predict_streamed(train, y[:500], test, 40, mode=mode, max_bytes=2**20)  # 5 chunks of ~100 rows
+    assert np.mean(got == ref) >= 0.99, np.mean(got == ref)   # the same optimum; iterates may round apart
+    assert abs(np.mean(got == y[500:]) - np.mean(ref == y[500:])) <= 0.01
