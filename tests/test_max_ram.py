@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST, WIDTH = 5000, 1000, 2048
@@ -23,7 +24,7 @@ from activation_hash.codes.capture import CodeRecorder
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(64, {w}), torch.nn.ReLU(), torch.nn.Linear({w}, 10))
 gen = torch.Generator().manual_seed(1)
-centers = torch.randn(10, 64, generator=gen) * 2
+centers = torch.randn(10, 64, generator=gen) * {scale}
 for split, n in (("train", {n_train}), ("test", {n_test})):
     labels = torch.randint(0, 10, (n,), generator=gen)
     out = np.lib.format.open_memmap(f"{{sys.argv[1]}}/{{split}}.npy", mode="w+", dtype=np.uint8, shape=(n, {w} // 8))
@@ -41,11 +42,14 @@ import json, sys, os, numpy as np
 from activation_hash.metrics import encoding_metrics
 d = sys.argv[1]
 budget = None if sys.argv[2] == "none" else int(sys.argv[2])
+backend, which = sys.argv[3], tuple(sys.argv[4].split(","))
+rows = None if len(sys.argv) < 6 else int(sys.argv[5])  # score the first rows only (the slowest family)
+options = {"retrieval": {"baselines": []}} if "retrieval" in which else {}
 train, test = (np.load(f"{d}/{s}.npy", mmap_mode="r") for s in ("train", "test"))
 labels = [np.load(f"{d}/{s}_labels.npy") for s in ("train", "test")]
 def score(rows):
     return encoding_metrics(train[:rows], labels[0][:rows], test[:rows], labels[1][:rows], train.shape[1] * 8,
-                            which=("redundancy", "kmeans", "knn"), backend="torch", max_ram=budget, n_threads=1)
+                            which=which, backend=backend, max_ram=budget, n_threads=1, **options)
 score(200)  # warm-up on 200 rows: imports, kernels and thread pools loaded, as in a process that trained
 
 
@@ -55,7 +59,7 @@ def status(key):  # kB -> bytes, from /proc/self/status
 
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident size
 rss = status("VmRSS")
-out = score(None)
+out = score(rows)
 peak = status("VmHWM")
 print(json.dumps({"metrics": out, "grew": max(0, peak - rss)}))
 """
@@ -70,9 +74,9 @@ def _run(code: str, *args: str) -> str:
 
 
 def test_codes_beyond_max_ram_stream_within_it(tmp_path: Path) -> None:
-    _run(CAPTURE.format(w=WIDTH, n_train=N_TRAIN, n_test=N_TEST), str(tmp_path))
-    streamed = json.loads(_run(SCORE, str(tmp_path), str(BUDGET)))
-    in_memory = json.loads(_run(SCORE, str(tmp_path), "none"))
+    _run(CAPTURE.format(w=WIDTH, n_train=N_TRAIN, n_test=N_TEST, scale=2), str(tmp_path))
+    streamed = json.loads(_run(SCORE, str(tmp_path), str(BUDGET), "torch", "redundancy,kmeans,knn"))
+    in_memory = json.loads(_run(SCORE, str(tmp_path), "none", "torch", "redundancy,kmeans,knn"))
     print(f"peak growth: streamed {streamed['grew'] / 2**20:.1f} MiB (budget {BUDGET / 2**20:.0f} MiB), "
           f"in memory {in_memory['grew'] / 2**20:.1f} MiB")
     assert streamed["grew"] <= BUDGET, (streamed["grew"], BUDGET)
@@ -83,3 +87,35 @@ def test_codes_beyond_max_ram_stream_within_it(tmp_path: Path) -> None:
         assert a[key] == b[key], key
     for key in ("train/kmeans_acc", "test/kmeans_acc"):
         assert abs(a[key] - b[key]) <= 0.03, (key, a[key], b[key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,which", [("sklearn", "redundancy,knn,retrieval"), ("torch", "retrieval"),
+                                           ("sklearn", "kmeans"), ("torch", "logreg")])
+def test_each_family_streams_within_max_ram(tmp_path: Path, backend: str, which: str) -> None:
+    """The other families and backends under the same budget: redundancy (numpy hashing), K-NN
+    (faiss blocks) and retrieval (every unit selection and budget) on the sklearn backend, torch
+    retrieval, scikit-learn's streaming K-Means and the torch logistic regression (its L-BFGS
+    streamed): the peak grows by less than the budget and the metrics are the in-memory run's
+    (retrieval means to rounding, K-Means within 0.03, logistic regression within 0.01). The
+    classes overlap here (accuracies well below 1), so a streamed fit that differs shows.
+    scikit-learn's streamed logistic regression (SGD, 5 epochs) is not held to the 0.01 bound:
+    it gave 0.807 against lbfgs's 0.831 on these codes."""
+    _run(CAPTURE.format(w=WIDTH, n_train=N_TRAIN, n_test=N_TEST, scale=0.35), str(tmp_path))  # classes overlap
+    rows = ["1500"] if which == "logreg" else []  # 1,500 x 2,048 bits: neither dense nor row space fits 12 MiB
+    streamed = json.loads(_run(SCORE, str(tmp_path), str(BUDGET), backend, which, *rows))
+    in_memory = json.loads(_run(SCORE, str(tmp_path), "none", backend, which, *rows))
+    print(f"{backend} {which}: peak growth streamed {streamed['grew'] / 2**20:.1f} MiB "
+          f"(budget {BUDGET / 2**20:.0f} MiB), in memory {in_memory['grew'] / 2**20:.1f} MiB")
+    assert streamed["grew"] <= BUDGET, (streamed["grew"], BUDGET)
+    a, b = streamed["metrics"], in_memory["metrics"]
+    assert a.keys() == b.keys()
+    for key, value in b.items():
+        if "kmeans_acc" in key:
+            assert abs(a[key] - value) <= 0.03, (key, a[key], value)
+        elif key == "test/logreg_acc":
+            assert abs(a[key] - value) <= 0.01 and value < 0.95, (a[key], value)
+        elif isinstance(value, (float, list)) and ("map" in key or "precision" in key or "pr_curve" in key):
+            np.testing.assert_allclose(a[key], value, rtol=1e-9, err_msg=key)
+        elif "kmeans" not in key:
+            assert a[key] == value, key

@@ -83,10 +83,11 @@ def unique_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq.view(np.uint8).reshape(-1, width), inverse.reshape(-1).astype(np.int64)
 
 
-def popcount(packed: np.ndarray) -> np.ndarray:
-    """Number of set bits in each row (int64), computed chunk by chunk on the packed bytes."""
+def popcount(packed: np.ndarray, chunk_bytes: int | None = None) -> np.ndarray:
+    """Number of set bits in each row (int64), computed chunk by chunk (of at most
+    ``chunk_bytes``, default ``CHUNK_BYTES``) on the packed bytes."""
     out = np.empty(packed.shape[0], dtype=np.int64)
-    for lo, hi in iter_chunks(packed.shape[0], rows_per_chunk(packed.shape[1])):
+    for lo, hi in iter_chunks(packed.shape[0], rows_per_chunk(packed.shape[1], chunk_bytes)):
         out[lo:hi] = _POPCOUNT[packed[lo:hi]].sum(axis=1, dtype=np.int64)
     return out
 

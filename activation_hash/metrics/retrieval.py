@@ -5,7 +5,8 @@ from per-query distance histograms by relevance: ``rel[q, d]`` and ``tot[q, d]``
 relevant and of all database items at distance d = 0..n_bits. Distances are popcounts of XOR on
 the packed bytes (faiss's exact ``hammings`` when importable, else ``np.bitwise_count``), computed
 in query chunks whose distance block and histograms stay within ``BLOCK_BYTES``; per-query values
-are reduced chunk by chunk, so the peak memory is the packed codes plus one block. The cost is
+are reduced chunk by chunk, and the database is read block by block (a memory map streams), so
+the peak memory is one distance block plus one database block beyond the arrays themselves. The cost is
 O(n_query * n_db) distance computations, then O(n_bits) per query.
 
 Definitions (query with R relevant items; a group = the items at one distance d, with n_d items,
@@ -109,8 +110,14 @@ def distance_histograms(query: np.ndarray, query_labels: np.ndarray, db: np.ndar
                          f"{db.shape[0]} database codes")
     n_d = n_bits + 1
     chunk = rows_per_chunk(max(1, db.shape[0]) * _PAIR_BYTES, block_bytes)
+    # the database is read (and zero-padded for faiss) block by block: never copied whole, so a
+    # memory-mapped database streams, one pass per query chunk
+    db_block = rows_per_chunk(2 * (db.shape[1] + 8), max(1, block_bytes // 4))
     for lo, hi in iter_chunks(query.shape[0], chunk):
-        dist = hamming_block(query[lo:hi], db)
+        q = np.asarray(query[lo:hi])
+        dist = np.empty((hi - lo, db.shape[0]), dtype=np.int32)
+        for dlo, dhi in iter_chunks(db.shape[0], db_block):
+            dist[:, dlo:dhi] = hamming_block(q, np.asarray(db[dlo:dhi]))
         flat = dist + (np.arange(hi - lo, dtype=np.int64) * n_d)[:, None]
         tot = np.bincount(flat.ravel(), minlength=(hi - lo) * n_d).reshape(hi - lo, n_d)
         same = qy[lo:hi, None] == dy[None, :]
@@ -213,9 +220,11 @@ def precision_at_radius(rel: np.ndarray, tot: np.ndarray) -> np.ndarray:
 
 def retrieval_metrics(query: np.ndarray, query_labels: np.ndarray, db: np.ndarray,
                       db_labels: np.ndarray, n_bits: int, *, top_k: Sequence[int] = TOP_K,
-                      block_bytes: int = BLOCK_BYTES, backend: str = "sklearn", device=None) -> RetrievalResult:
+                      block_bytes: int = BLOCK_BYTES, backend: str = "sklearn", device=None,
+                      max_bytes: int | None = None) -> RetrievalResult:
     """Every retrieval metric of the module docstring, exact, for packed query/database codes.
-    ``backend="torch"``: the distance histograms by GEMM on ``device`` (metrics/torch_backend.py)."""
+    ``backend="torch"``: the distance histograms by GEMM on ``device`` (metrics/torch_backend.py),
+    the database streamed block by block when its unpacked copy exceeds a quarter of ``max_bytes``."""
     top_k = tuple(int(k) for k in top_k)
     if any(k < 1 for k in top_k):
         raise ValueError(f"top_k={list(top_k)}: every value must be >= 1")
@@ -232,7 +241,7 @@ def retrieval_metrics(query: np.ndarray, query_labels: np.ndarray, db: np.ndarra
         from .torch_backend import distance_histograms as histograms
         blocks = histograms(check_packed(query, n_bits, "query codes"), query_labels,
                             check_packed(db, n_bits, "database codes"), db_labels, n_bits,
-                            device=device, block_bytes=block_bytes)
+                            device=device, block_bytes=block_bytes, max_bytes=max_bytes)
     else:
         blocks = distance_histograms(query, query_labels, db, db_labels, n_bits, block_bytes=block_bytes)
     for _, rel, tot in blocks:

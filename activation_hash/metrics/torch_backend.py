@@ -14,7 +14,8 @@ does well, and the same code runs (and is tested) on the CPU.
 
 Families:
 - redundancy: distinct packed rows by ``torch.unique(dim=0)`` on the device (exact, bytes
-  compared, nothing hashed) -- equal to the numpy path.
+  compared, nothing hashed) -- equal to the numpy path; beyond half of the budget, seeded hashes
+  of packed chunks on the device, repeated hashes verified byte for byte (exact as well).
 - K-Means: ``n_init`` k-means++ initialisations (scikit-learn's greedy k-means++: 2 + log K
   local trials per center, the first center uniform) advanced *together*: one matrix product
   per Lloyd pass gives every row's distance to the K centers of every initialisation.
@@ -133,22 +134,49 @@ class PackedRows:
 # ---------------------------------------------------------------- redundancy
 
 
-def n_unique_rows(packed: np.ndarray, device=None) -> int:
+_P = 2**31 - 1  # hash modulus: products and column sums stay below 2**63 in int64
+
+
+def n_unique_rows(packed: np.ndarray, device=None, max_bytes: int | None = None, stream: bool | None = None) -> int:
+    """Distinct packed rows, exactly. Resident (``torch.unique(dim=0)``) when the rows fit in
+    half of ``max_bytes`` (None: always) or ``stream`` is False; otherwise (or when ``stream``
+    is True; chunks then within an eighth of ``max_bytes``) streamed: two seeded hashes per row
+    (sum_j (byte_j + 1) w_j mod 2**31 - 1) computed chunk by chunk on the device from the host
+    array (a memory map allowed), distinct hash pairs counted there, and the rows of repeated
+    hash pairs compared byte for byte (``families/redundancy.count_verified``)."""
     import torch
     n, width = packed.shape
     if n == 0:
         return 0
     if width == 0:
         return 1
-    t = as_tensor(packed, torch_device(device))
-    return int(torch.unique(t, dim=0).shape[0])
+    device = torch_device(device)
+    if not stream if stream is not None else max_bytes is None or packed.nbytes <= max_bytes // 2:
+        t = as_tensor(packed, device)
+        return int(torch.unique(t, dim=0).shape[0])
+    from .families.redundancy import count_verified
+    budget = max(2**16, min(CHUNK_BYTES, (max_bytes or CHUNK_BYTES) // 8))
+    cols = min(width, 2**20)
+    weights = torch.as_tensor(np.random.default_rng(0).integers(1, _P, size=(2, width)), device=device)
+    key = torch.empty(n, dtype=torch.int64, device=device)
+    for lo, hi in iter_chunks(n, rows_per_chunk(cols * 8 * 2 + width, budget)):
+        x = as_tensor(np.asarray(packed[lo:hi]), device)
+        h = torch.zeros((2, hi - lo), dtype=torch.int64, device=device)
+        for clo, chi in iter_chunks(width, cols):
+            part = x[:, clo:chi].to(torch.int64) + 1
+            for i in range(2):
+                h[i] = (h[i] + (part * weights[i, clo:chi]).sum(1) % _P) % _P
+        key[lo:hi] = h[0] * _P + h[1]          # < 2**62: one int64 per row
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    del key
+    return count_verified(packed, inverse.cpu().numpy(), counts.cpu().numpy(), budget)
 
 
-def redundancy_ratio(packed: np.ndarray, device=None) -> float:
+def redundancy_ratio(packed: np.ndarray, device=None, max_bytes: int | None = None, stream: bool | None = None) -> float:
     n = packed.shape[0]
     if n == 0:
         raise ValueError("redundancy_ratio: got 0 codes; the ratio needs n >= 1")
-    return (n - n_unique_rows(packed, device)) / n
+    return (n - n_unique_rows(packed, device, max_bytes, stream)) / n
 
 
 # ---------------------------------------------------------------- Gram matrix
@@ -381,9 +409,7 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
         with torch.no_grad():
             return classes[(x_test @ w.T + b).argmax(1).cpu().numpy()]
     if mode == "ovo":
-        pairs = [(i, j) for i in range(n_cls) for j in range(i + 1, n_cls)]
-        pi = torch.as_tensor([p[0] for p in pairs], device=dev)
-        pj = torch.as_tensor([p[1] for p in pairs], device=dev)
+        pi, pj = _pairs(n_cls, dev)
         mask = ((yt[:, None] == pi[None, :]) | (yt[:, None] == pj[None, :])).to(dt)   # (n, P)
         target = (yt[:, None] == pj[None, :]).to(dt)                                 # positive = j
     elif mode == "ovr":
@@ -419,26 +445,116 @@ def logreg_predict(x_train, y_train: np.ndarray, x_test, *, mode: str = "ovo", C
 
     _lbfgs([w, b], loss, max_iter)
     with torch.no_grad():
-        dec = x_test @ w.T + b                            # (m, P)
-        if mode == "ovr":
-            return classes[dec.argmax(1).cpu().numpy()]
-        pos = (dec > 0).to(dt)
-        votes = torch.zeros((x_test.shape[0], n_cls), dtype=dt, device=dev)
-        conf = torch.zeros_like(votes)
-        votes.index_add_(1, pi, 1 - pos)
-        votes.index_add_(1, pj, pos)
-        conf.index_add_(1, pi, -dec)
-        conf.index_add_(1, pj, dec)
-        score = votes + conf / (3 * (conf.abs() + 1))     # scikit-learn's OneVsOneClassifier rule
-        return classes[score.argmax(1).cpu().numpy()]
+        return classes[_decide(x_test @ w.T + b, mode, n_cls).cpu().numpy()]
+
+
+def _pairs(n_cls: int, device):
+    """The one-vs-one problems (i, j), i < j: class indices of each side (tensors)."""
+    import torch
+    pairs = [(i, j) for i in range(n_cls) for j in range(i + 1, n_cls)]
+    return (torch.as_tensor([p[0] for p in pairs], device=device),
+            torch.as_tensor([p[1] for p in pairs], device=device))
+
+
+def _decide(dec, mode: str, n_cls: int):
+    """Class index per row from the decision values (m, problems): argmax (ovr, multinomial) or
+    scikit-learn's OneVsOneClassifier rule (votes plus normalized confidences)."""
+    import torch
+    if mode != "ovo":
+        return dec.argmax(1)
+    pi, pj = _pairs(n_cls, dec.device)
+    pos = (dec > 0).to(dec.dtype)
+    votes = torch.zeros((dec.shape[0], n_cls), dtype=dec.dtype, device=dec.device)
+    conf = torch.zeros_like(votes)
+    votes.index_add_(1, pi, 1 - pos)
+    votes.index_add_(1, pj, pos)
+    conf.index_add_(1, pi, -dec)
+    conf.index_add_(1, pj, dec)
+    return (votes + conf / (3 * (conf.abs() + 1))).argmax(1)
+
+
+def logreg_predict_streamed(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, n_bits: int, *,
+                            mode: str = "ovo", C: float = 1.0, max_iter: int = 300, device=None,
+                            max_bytes: int = 2**30) -> np.ndarray:
+    """``logreg_predict`` on dense 0/1 features that are never held whole: every objective and
+    gradient evaluation of the same L-BFGS streams the packed training codes chunk by chunk
+    (unpacked on the device, float64, gradients accumulated chunk by chunk), so it is the same
+    estimator as the in-memory path, at one pass over the training codes per evaluation; test
+    codes are scored chunk by chunk. Memory: the weights (problems x bits, with L-BFGS's history
+    of 10 pairs of that size) plus one chunk."""
+    import torch
+    device = torch_device(device)
+    classes, y = np.unique(y_train, return_inverse=True)
+    y = y.reshape(-1)
+    n_cls, n = classes.size, train.shape[0]
+    if n_cls == 1:
+        return np.full(test.shape[0], classes[0])
+    if mode not in ("ovo", "ovr", "multinomial"):
+        raise ValueError(f"metrics.logreg_mode={mode!r}: allowed: ovo, ovr, multinomial")
+    dt, f = torch.float64, max(n_bits, 1)
+    yt = torch.as_tensor(y, device=device)
+    n_prob = n_cls if mode != "ovo" else n_cls * (n_cls - 1) // 2
+    weight_bytes = n_prob * f * 8 * 23                   # weights, gradient, 2 x 10 history vectors
+    budget = max(max_bytes // 8, max_bytes - weight_bytes, 1)  # weights beyond the budget: chunks still sized
+    rows = PackedRows(train, n_bits, device, budget)
+    rows.dtype = dt  # float64 features, as the in-memory path; a chunk's bits, floats and (rows x problems) terms
+    rows.chunk = rows_per_chunk(f * 9 + 8 * 4 * n_prob + train.shape[1], min(CHUNK_BYTES, max(1, budget // 4)))
+    if mode == "ovo":
+        pi, pj = _pairs(n_cls, device)
+    counts = torch.bincount(yt, minlength=n_cls).to(dt)
+    per_problem = counts[pi] + counts[pj] if mode == "ovo" else torch.full((n_cls,), float(n), dtype=dt, device=device)
+    w = torch.zeros((n_prob, f), dtype=dt, device=device, requires_grad=True)
+    b = torch.zeros(n_prob, dtype=dt, device=device, requires_grad=True)
+
+    def feats(x):
+        return x if n_bits else torch.zeros((x.shape[0], 1), dtype=dt, device=device)
+
+    def data_term(x, yc):
+        z = feats(x) @ w.T + b
+        if mode == "multinomial":
+            return torch.nn.functional.cross_entropy(z, yc, reduction="sum") / n
+        if mode == "ovo":
+            mask = ((yc[:, None] == pi[None, :]) | (yc[:, None] == pj[None, :])).to(dt)
+            target = (yc[:, None] == pj[None, :]).to(dt)
+        else:
+            mask = torch.ones_like(z)
+            target = (yc[:, None] == torch.arange(n_cls, device=device)[None, :]).to(dt)
+        return ((mask * torch.nn.functional.softplus(-(2 * target - 1) * z)).sum(0) / per_problem).sum()
+
+    def penalty():
+        if mode == "multinomial":
+            return 0.5 / C * (w * w).sum() / n
+        return (0.5 / C * (w * w).sum(1) / per_problem).sum()
+
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-5,
+                            tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        total = penalty()
+        total.backward()
+        value = float(total.detach())
+        for lo, hi, x in rows.chunks():
+            part = data_term(x, yt[lo:hi])
+            part.backward()
+            value += float(part.detach())
+        return torch.tensor(value, dtype=dt)
+
+    opt.step(closure)
+    out = np.empty(test.shape[0], dtype=np.int64)
+    with torch.no_grad():
+        for lo, hi in iter_chunks(test.shape[0], rows.chunk):
+            x = unpack(as_tensor(np.asarray(test[lo:hi]), device), n_bits, dt)
+            out[lo:hi] = _decide(feats(x) @ w.T + b, mode, n_cls).cpu().numpy()
+    return classes[out]
 
 
 def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
                     n_bits: int, *, mode: str = "ovo", device=None, max_bytes: int = 2**30) -> float:
     """Test accuracy of the torch logistic regression on packed codes: exact row-space
     coordinates when there are fewer rows than bits (n features instead of bits) and the Gram
-    matrix fits in ``max_bytes``, else dense features when they fit, else scikit-learn's
-    streaming fit (families/logreg.py)."""
+    matrix fits in ``max_bytes``, else dense features when they fit, else the same L-BFGS
+    streamed over the packed codes (``logreg_predict_streamed``)."""
     import torch
     from .families import logreg as sk
     device = torch_device(device)
@@ -453,9 +569,10 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
             return unpack(as_tensor(p, device), n_bits, dt) if n_bits else \
                 torch.zeros((p.shape[0], 1), dtype=dt, device=device)
         xtr, xte = feats(train), feats(test)
-    else:
-        return sk.logreg_accuracy(train, train_labels, test, test_labels, n_bits, mode=mode,
-                                  max_dense_bytes=max_bytes)
+    else:  # the same L-BFGS, each evaluation streamed over the packed codes
+        pred = logreg_predict_streamed(train, train_labels, test, n_bits, mode=mode, device=device,
+                                       max_bytes=max_bytes)
+        return float(np.mean(pred == test_labels))
     pred = logreg_predict(xtr, train_labels, xte, mode=mode, gather_bytes=max(1, max_bytes // 4))
     return float(np.mean(pred == test_labels))
 
@@ -464,22 +581,49 @@ def logreg_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarra
 
 
 def distance_histograms(query: np.ndarray, query_labels: np.ndarray, db: np.ndarray, db_labels: np.ndarray,
-                        n_bits: int, *, device=None, block_bytes: int = 2**28):
-    """As ``metrics.retrieval.distance_histograms`` (same yields), distances by GEMM on ``device``."""
+                        n_bits: int, *, device=None, block_bytes: int = 2**28, max_bytes: int | None = None):
+    """As ``metrics.retrieval.distance_histograms`` (same yields), distances by GEMM on ``device``.
+
+    Memory: per query chunk the (chunk, n_bits + 1) histograms and one (chunk, database block)
+    distance block within ``block_bytes``. The database is unpacked on the device once when
+    that fits in a quarter of ``max_bytes`` (None: always); otherwise it is read block by block
+    from the host array (a memory map allowed; packed rows copied, unpacked on the device) for
+    every query chunk: one pass over the database per query chunk. Query rows are read one
+    chunk at a time. Same histograms either way (exact integer distances)."""
     import torch
     device = torch_device(device)
-    n_d = n_bits + 1
-    db_t = as_tensor(db, device)
-    dbx = unpack(db_t, n_bits, torch.float32)
-    db_sq = dbx.sum(1)
+    n_d, n_db = n_bits + 1, db.shape[0]
+    width = max(n_bits, 1)
+    resident = max_bytes is None or n_db * width * 4 + db.nbytes <= max_bytes // 4
     dy = torch.as_tensor(np.asarray(db_labels), device=device)
     qy_all = torch.as_tensor(np.asarray(query_labels), device=device)
-    chunk = rows_per_chunk(max(1, db.shape[0]) * 24 + 4 * max(n_bits, 1), block_bytes)
+    # per query: two histograms (int64) and their flat-index temporaries; per pair of a block: the
+    # float32 product, the int64 distance and flat index, the relevance mask
+    chunk = rows_per_chunk(n_d * 32 + 5 * width, max(1, block_bytes // 2))
+    db_block = n_db if resident else rows_per_chunk(width * 5, max(1, block_bytes // 4))
+    chunk = min(chunk, rows_per_chunk(min(n_db, db_block) * 24, max(1, block_bytes // 2)))
+    if resident:
+        dbx_all = unpack(as_tensor(db, device), n_bits, torch.float32)
+        db_sq_all = dbx_all.sum(1)
+
+    def db_blocks():
+        for lo, hi in iter_chunks(n_db, db_block):
+            if resident:
+                yield lo, hi, dbx_all[lo:hi], db_sq_all[lo:hi]
+            else:
+                x = unpack(as_tensor(db[lo:hi], device), n_bits, torch.float32)
+                yield lo, hi, x, x.sum(1)
+
     for lo, hi in iter_chunks(query.shape[0], chunk):
         q = unpack(as_tensor(query[lo:hi], device), n_bits, torch.float32)
-        dist = (q.sum(1)[:, None] + db_sq[None, :] - 2 * (q @ dbx.T)).round().to(torch.int64)
-        flat = dist + (torch.arange(hi - lo, device=device) * n_d)[:, None]
-        tot = torch.bincount(flat.reshape(-1), minlength=(hi - lo) * n_d).view(hi - lo, n_d)
-        same = qy_all[lo:hi, None] == dy[None, :]
-        rel = torch.bincount(flat[same], minlength=(hi - lo) * n_d).view(hi - lo, n_d)
-        yield slice(lo, hi), rel.cpu().numpy(), tot.cpu().numpy()
+        q_sq = q.sum(1)
+        offs = (torch.arange(hi - lo, device=device) * n_d)[:, None]
+        tot = torch.zeros((hi - lo) * n_d, dtype=torch.int64, device=device)
+        rel = torch.zeros_like(tot)
+        for dlo, dhi, x, x_sq in db_blocks():
+            dist = (q_sq[:, None] + x_sq[None, :] - 2 * (q @ x.T)).round().to(torch.int64)
+            flat = dist + offs
+            tot += torch.bincount(flat.reshape(-1), minlength=(hi - lo) * n_d)
+            same = qy_all[lo:hi, None] == dy[None, dlo:dhi]
+            rel += torch.bincount(flat[same], minlength=(hi - lo) * n_d)
+        yield slice(lo, hi), rel.view(hi - lo, n_d).cpu().numpy(), tot.view(hi - lo, n_d).cpu().numpy()

@@ -111,7 +111,8 @@ def streaming_lloyd(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: i
     rng = np.random.default_rng(seed)
     n_sample = min(n, max(n_clusters, max_dense_bytes // (4 * n_bits)))
     sample = _dense(packed, np.sort(rng.choice(n, size=n_sample, replace=False)), n_bits, np.float32)
-    chunk = rows_per_chunk(n_bits * 4)
+    # one unpacked chunk (uint8 bits + float32 copy) within half the dense budget, beside the sample
+    chunk = rows_per_chunk(n_bits * 5, max(1, max_dense_bytes // 2))
 
     def assign(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         c32 = centers.astype(np.float32)

@@ -111,16 +111,24 @@ def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _search(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray, k: int,
-            n_bits: int | None, device: Any, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
+            n_bits: int | None, device: Any, block_bytes: int = BLOCK_BYTES,
+            max_bytes: int | None = None) -> tuple[np.ndarray, ...]:
+    """Neighbours, distances and per-class counts. ``max_bytes``: when the packed train and test
+    codes together exceed it, neither is read whole (both may be memory maps): the test codes
+    are read one query block at a time and the training codes one block at a time per query
+    block (``_streamed_neighbors`` / the GEMM path without device copies)."""
     n_train = train.shape[0]
     if not 1 <= k <= n_train:
         raise ValueError(f"k={k}: must be between 1 and the number of training codes ({n_train})")
+    stream = max_bytes is not None and train.nbytes + test.nbytes > max_bytes
     if device is not None:
         import torch
         return _gemm_neighbors(train, y, n_classes, test, k,
                                n_bits if n_bits is not None else 8 * train.shape[1], torch.device(device),
-                               block_bytes)
+                               block_bytes, resident=not stream)
     with capped():
+        if stream:
+            return _streamed_neighbors(train, y, n_classes, test, k, block_bytes)
         return _faiss_neighbors(train, y, n_classes, test, k, block_bytes)
 
 
@@ -136,11 +144,15 @@ def knn_neighbors(train: np.ndarray, test: np.ndarray, k: int, *, n_bits: int | 
 
 
 def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 9, *,
-                n_bits: int | None = None, device: Any = None, block_bytes: int = BLOCK_BYTES) -> KNNResult:
-    """Uniform-vote k-NN of the test codes: index-rule predictions, ties and tie counts."""
+                n_bits: int | None = None, device: Any = None, block_bytes: int = BLOCK_BYTES,
+                max_bytes: int | None = None) -> KNNResult:
+    """Uniform-vote k-NN of the test codes: index-rule predictions, ties and tie counts.
+    ``max_bytes``: packed codes beyond it are streamed in blocks (``_search``), same results."""
     classes, y = np.unique(train_labels, return_inverse=True)
+    y = y.reshape(-1)
     n_classes = classes.size
-    neighbors, distances, closer, at_kth = _search(train, y, n_classes, test, k, n_bits, device, block_bytes)
+    neighbors, distances, closer, at_kth = _search(train, y, n_classes, test, k, n_bits, device, block_bytes,
+                                                   max_bytes)
     n_test = neighbors.shape[0]
     flat = (np.arange(n_test)[:, None] * n_classes + y[neighbors]).ravel()
     votes = np.bincount(flat, minlength=n_test * n_classes).reshape(n_test, n_classes)
@@ -283,6 +295,47 @@ def _faiss_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.
     return neighbors[inverse], distances[inverse], closer[inverse], at_kth[inverse]
 
 
+# Bytes per (query, training code) pair in the streamed CPU search: int32 distance, the int64
+# (distance, index) key and its partitioned copy, bool masks and their class-count temporaries.
+_STREAM_PAIR_BYTES = 40
+
+
+def _streamed_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray, k: int,
+                        block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
+    """The faiss search with one side in blocks: per block of test codes (read from ``test``,
+    which may be a memory map), the full rows of exact distances to every training code, filled
+    training block by training block by faiss's ``hammings`` (one pass over the training codes
+    per query block); then the k smallest (distance, index) keys and the per-class counts at
+    and below the k-th distance, exactly as ``_faiss_neighbors`` (no candidate lists, so no
+    escalation). Neither code array is read whole."""
+    n_train, n_test = train.shape[0], test.shape[0]
+    width = _faiss_pad(train[:1]).shape[1]
+    train_chunk = rows_per_chunk(2 * width, max(1, block_bytes // 8))
+    query_chunk = rows_per_chunk(n_train * _STREAM_PAIR_BYTES + 2 * width, block_bytes)
+    neighbors = np.empty((n_test, k), dtype=np.int64)
+    distances = np.empty((n_test, k), dtype=np.int32)
+    closer = np.empty((n_test, n_classes), dtype=np.int64)
+    at_kth = np.empty((n_test, n_classes), dtype=np.int64)
+    index = np.arange(n_train, dtype=np.int64)
+    for qlo, qhi in iter_chunks(n_test, query_chunk):
+        q = np.asarray(test[qlo:qhi])
+        dist = np.empty((qhi - qlo, n_train), dtype=np.int32)
+        for tlo, thi in iter_chunks(n_train, train_chunk):
+            dist[:, tlo:thi] = hamming_distances(q, np.asarray(train[tlo:thi]))
+        key = dist.astype(np.int64)
+        key *= n_train
+        key += index
+        first = np.partition(key, k - 1, axis=1)[:, :k] if k < n_train else key
+        del key
+        first = np.sort(first, axis=1)
+        neighbors[qlo:qhi], distances[qlo:qhi] = first % n_train, first // n_train
+        kth = distances[qlo:qhi, k - 1][:, None]
+        labels = np.broadcast_to(y, dist.shape)
+        closer[qlo:qhi] = _class_counts(dist < kth, labels, n_classes)
+        at_kth[qlo:qhi] = _class_counts(dist == kth, labels, n_classes)
+    return neighbors, distances, closer, at_kth
+
+
 def _unpack_on(packed, n_bits: int):
     """Unpack packed rows (a uint8 tensor) to float32 0/1 on the tensor's device, so that only
     packed bytes ever travel to the device (big-endian bit order, as np.packbits)."""
@@ -293,16 +346,24 @@ def _unpack_on(packed, n_bits: int):
 
 
 def _gemm_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.ndarray, k: int,
-                    n_bits: int, device, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, ...]:
+                    n_bits: int, device, block_bytes: int = BLOCK_BYTES, resident: bool = True
+                    ) -> tuple[np.ndarray, ...]:
+    """Exact neighbours by GEMM on ``device``. ``resident``: the packed codes are copied to the
+    device once; otherwise each block is copied from the host arrays (memory maps allowed)
+    when it is used: one pass over the training codes per query chunk."""
     import torch
     if n_bits >= 2**24:
         raise ValueError(f"n_bits={n_bits}: the GEMM k-NN path is exact only below 2**24 bits; "
                          f"use device=None (faiss)")
     n_train, n_test = train.shape[0], test.shape[0]
     from ..torch_backend import as_tensor
-    train_t, test_t = as_tensor(train, device), as_tensor(test, device)
-    train_pop = torch.from_numpy(popcount(train)).to(device)
-    test_pop = torch.from_numpy(popcount(test)).to(device)
+    if resident:
+        train_t, test_t = as_tensor(train, device), as_tensor(test, device)
+    else:  # blocks read from the host arrays as they are needed
+        train_t, test_t = _HostRows(train, device), _HostRows(test, device)
+    pop_chunk = max(1, block_bytes // 4)
+    train_pop = torch.from_numpy(popcount(train, pop_chunk)).to(device)
+    test_pop = torch.from_numpy(popcount(test, pop_chunk)).to(device)
     one_hot = torch.nn.functional.one_hot(torch.from_numpy(y).to(device), n_classes).to(torch.float32)
     unpack_chunk = rows_per_chunk(max(n_bits, 1) * 5, min(CHUNK_BYTES, block_bytes // 4))  # uint8 bits + float32
     query_chunk = min(unpack_chunk, rows_per_chunk(n_train * _SELECT_BYTES_PER_PAIR, block_bytes))
@@ -319,6 +380,17 @@ def _gemm_neighbors(train: np.ndarray, y: np.ndarray, n_classes: int, test: np.n
         nb, d, near, at = _select(dist, k, one_hot)
         neighbors[qlo:qhi], distances[qlo:qhi], closer[qlo:qhi], at_kth[qlo:qhi] = nb, d, near, at
     return neighbors, distances, closer, at_kth
+
+
+class _HostRows:
+    """``rows[lo:hi]``: a tensor on ``device`` copied from rows lo:hi of a host array."""
+
+    def __init__(self, host: np.ndarray, device) -> None:
+        self.host, self.device = host, device
+
+    def __getitem__(self, rows: slice):
+        from ..torch_backend import as_tensor
+        return as_tensor(self.host[rows], self.device)
 
 
 def _select(dist, k: int, one_hot) -> tuple[np.ndarray, ...]:
@@ -350,8 +422,11 @@ def _compute(codes: CodeSet, *, knn_k: int = 9, device: Any = None, backend: str
     elif backend == "sklearn":  # faiss on the CPU, whatever the capture's device
         device = None
     block = BLOCK_BYTES if max_ram is None else max(2**20, min(BLOCK_BYTES, max_ram // 8))
+    stream_over = None if max_ram is None else max_ram // 4
+    if stream_over is not None and codes.train_codes.nbytes + codes.test_codes.nbytes > stream_over:
+        block = max(2**20, max_ram // 8)  # streamed: the larger the query block, the fewer passes over train
     result = knn_predict(codes.train_codes, codes.train_labels, codes.test_codes, knn_k,
-                         n_bits=codes.n_bits, device=device, block_bytes=block)
+                         n_bits=codes.n_bits, device=device, block_bytes=block, max_bytes=stream_over)
     return {"test/knn_acc": float(result.win_probability(codes.test_labels).mean()),
             "test/knn_acc_index": float(np.mean(result.predictions == codes.test_labels)),
             "test/knn_vote_ties": int(result.vote_tie.sum()),

@@ -131,14 +131,20 @@ def unit_order(selection: str, codes: CodeSet, query: np.ndarray, db: np.ndarray
 
 
 def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, backend: str = "sklearn",
-             device: Any = None, **flat: Any) -> dict[str, Any]:
+             device: Any = None, max_ram: int | None = None, **flat: Any) -> dict[str, Any]:
     opts = check_options({**dict(retrieval or {}), **flat})
-    on = {"device": device if backend == "torch" else None, "backend": backend}
+    on: dict[str, Any] = {"device": device if backend == "torch" else None, "backend": backend}
+    if max_ram is not None:  # distance blocks within an eighth of the budget; the database streams beyond a quarter
+        on.update(block_bytes=max(2**20, min(2**28, max_ram // 8)), max_bytes=max_ram // 4)
     q_rows, db_test_rows = split(codes, opts["protocol"], opts["queries_per_class"], opts["seed"])
     n_bits = codes.n_bits
-    query, q_labels = codes.test_codes[q_rows], codes.test_labels[q_rows]
-    db = np.concatenate([codes.train_codes, codes.test_codes[db_test_rows]])
-    db_labels = np.concatenate([codes.train_labels, codes.test_labels[db_test_rows]])
+    if opts["protocol"] == "test_vs_train":  # the arrays themselves (memory maps stay unread until streamed)
+        query, q_labels = codes.test_codes, codes.test_labels
+        db, db_labels = codes.train_codes, codes.train_labels
+    else:
+        query, q_labels = codes.test_codes[q_rows], codes.test_labels[q_rows]
+        db = np.concatenate([codes.train_codes, codes.test_codes[db_test_rows]])
+        db_labels = np.concatenate([codes.train_labels, codes.test_labels[db_test_rows]])
     top_k, curves = opts["top_k"], opts["pr_curves"]
 
     main = retrieval_metrics(query, q_labels, db, db_labels, n_bits, top_k=top_k, **on)
@@ -155,6 +161,9 @@ def _compute(codes: CodeSet, *, retrieval: Mapping[str, Any] | None = None, back
             b = order.size if budget == "full" else budget
             if b > order.size or (budget == "full" and selection in ("random", "balanced")):
                 continue  # at full width these are the whole code up to constant units: same distances
+            if b == n_bits:  # every unit, in some order: the whole code's distances, already scored
+                out.update(main.as_metrics(suffix=f"/neural_{selection}/{budget}", curves=curves))
+                continue
             keep = np.zeros(n_bits, dtype=bool)
             keep[order[:b]] = True
             res = retrieval_metrics(select_bits(query, n_bits, keep), q_labels, select_bits(db, n_bits, keep),
@@ -211,7 +220,7 @@ FAMILY = MetricFamily(
     name="retrieval",
     names=metric_names(),  # under the default options; see metric_names(options)
     compute=_compute,
-    options={"retrieval": DEFAULTS, "backend": "sklearn", "device": None},
+    options={"retrieval": DEFAULTS, "backend": "sklearn", "device": None, "max_ram": None},
     drop_constant=False,  # unit selections index the captured layers (CodeSet.layer_units)
     description="Hamming-ranking retrieval: tie-aware mAP, mAP@R, radius-2 precision, PR curves; "
                 "neural codes at bit budgets vs LSH / PCAH / PCA-ITQ (names with /<method>/<bits>)",
