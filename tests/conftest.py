@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# one thread per test process: the stacked-vs-solo equality tests compare conv/BN gradients within
+# 1e-4, which multi-threaded CPU kernels on a loaded 2-core machine do not reproduce run to run
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict

@@ -37,6 +37,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 
 from omegaconf import DictConfig
 
+from activation_hash.runs import signals
 from activation_hash.atomic import atomic_write_json
 from activation_hash.runs.claim import changed_keys, comparable, saved_config
 from activation_hash.runs.paths import CHECKPOINT, GROUP_CHECKPOINT, GROUP_POINTER, RESULT
@@ -59,7 +60,14 @@ class LastEpoch(Checkpoint):
         # hooks (its stopped capture, its error), with nothing of Lightning's loop to fake.
         stops = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
         if not trainer.fast_dev_run and not trainer.sanity_checking and not stops:
+            signals.hold()  # a SIGTERM now would leave a checkpoint ahead of metrics.csv's rows
             trainer.save_checkpoint(self.path, weights_only=False)  # written whole, then renamed into place
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.release()  # the previous epoch's rows are logged: a held signal interrupts here
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.release()
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

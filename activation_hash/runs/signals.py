@@ -30,8 +30,28 @@ class RunInterrupted(SystemExit):
         self.signum = signum
 
 
+_HELD: dict[str, int | bool | None] = {"hold": False, "pending": None}
+
+
 def _raise(signum: int, frame: object) -> None:
+    if _HELD["hold"]:  # between the epoch's checkpoint and its CSV row: raised at release()
+        _HELD["pending"] = signum
+        return
     raise RunInterrupted(signum)
+
+
+def hold() -> None:
+    """Defer SIGTERM/SIGINT until release(): from an epoch's checkpoint until Lightning has logged
+    that epoch's rows, so an interrupted run's files always agree with its checkpoint."""
+    _HELD["hold"] = True
+
+
+def release() -> None:
+    """End hold(); a signal that arrived meanwhile interrupts the run now."""
+    _HELD["hold"] = False
+    signum, _HELD["pending"] = _HELD["pending"], None
+    if signum is not None:
+        raise RunInterrupted(int(signum))
 
 
 def message(signum: int, outs: list[Path]) -> str:
@@ -50,6 +70,7 @@ def interruptible(outs: list[Path]) -> Iterator[None]:
         FINISHED["runs"] += len(outs)
         return
     previous = {s: signal.signal(s, _raise) for s in NAMES}
+    _HELD.update(hold=False, pending=None)
     try:
         yield
     except RunInterrupted as err:
@@ -58,4 +79,5 @@ def interruptible(outs: list[Path]) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _HELD.update(hold=False, pending=None)
     FINISHED["runs"] += len(outs)
