@@ -54,3 +54,23 @@ def test_retrieval_section_is_skipped_without_rows(tmp_path: Path) -> None:
                    "model.width": 3, "test/redundancy": 0.1}]).to_csv(tmp_path / "t.csv", index=False)
     report = build_report(tmp_path / "out", table_path=tmp_path / "t.csv").read_text()
     assert "## Retrieval" not in report and "`retrieval`: no rows of study 'retrieval'" in report
+
+
+def test_retrieval_figures_keep_legends_off_the_data_and_titles_apart(tmp_path: Path) -> None:
+    """Each figure has one legend outside its axes (none drawn over the data) and a constrained
+    layout, so the suptitle and the axes' titles do not overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from activation_hash.analysis.retrieval_figures import map_vs_bits, map_vs_epoch, pr_curves
+    rows = pd.read_csv(_table(tmp_path))
+    figures = [map_vs_bits(rows, "MNIST")[0], map_vs_epoch(rows, "MNIST")[0], pr_curves(rows, 32, "MNIST")[0]]
+    for fig in figures:
+        assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+        assert [ax.get_legend() for ax in fig.axes] == [None] * len(fig.axes) and len(fig.legends) == 1
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        legend = fig.legends[0].get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not legend.overlaps(ax.get_window_extent(renderer)), "legend over an axes"

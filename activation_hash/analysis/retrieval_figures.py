@@ -54,7 +54,7 @@ def _at_width(rows: pd.DataFrame, width: Any) -> pd.DataFrame:
 
 def map_vs_bits(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
     last, widths = _last(rows), _widths(rows)
-    fig = Figure(figsize=(4.2 * len(widths), 3.6))
+    fig = Figure(figsize=(4.2 * len(widths) + 1.8, 3.6), layout="constrained")
     data = []
     for i, width in enumerate(widths):
         ax = fig.add_subplot(1, len(widths), i + 1)
@@ -70,14 +70,21 @@ def map_vs_bits(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
         ax.set_xlabel("bits")
         ax.set_ylabel("mAP (tie-aware)")
         ax.set_title(f"width {width}" if width is not None else "")
-    fig.axes[-1].legend(fontsize=7)
+    _legend_outside(fig)
     fig.suptitle(title)
     return fig, pd.DataFrame(data)
 
 
+def _legend_outside(fig: Figure) -> None:
+    """One legend for the figure, right of the axes (constrained layout keeps titles apart), not
+    over the data."""
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+
+
 def map_vs_epoch(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
     cols = ["test/map"] + [c for _, c in _budget_columns(rows).get("neural_all", [])]
-    fig = Figure(figsize=(4.0 * len(cols), 3.4))
+    fig = Figure(figsize=(4.0 * len(cols) + 1.6, 3.4), layout="constrained")
     data = []
     for i, col in enumerate(cols):
         ax = fig.add_subplot(1, len(cols), i + 1)
@@ -91,7 +98,7 @@ def map_vs_epoch(rows: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
         ax.set_xlabel("epoch")
         ax.set_ylabel("mAP (tie-aware)")
         ax.set_title("whole code" if col == "test/map" else f"all units, {col.split('/')[-1]} bits")
-    fig.axes[0].legend(fontsize=7)
+    _legend_outside(fig)
     fig.suptitle(title)
     return fig, pd.DataFrame(data)
 
@@ -100,7 +107,7 @@ def pr_curves(rows: pd.DataFrame, bits: int, title: str) -> tuple[Figure, pd.Dat
     last = _last(rows)
     width = _widths(last)[-1]
     at = _at_width(last, width)
-    fig = Figure(figsize=(5.0, 4.0))
+    fig = Figure(figsize=(6.6, 4.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     data = []
     for col in sorted(at.columns):
@@ -117,8 +124,8 @@ def pr_curves(rows: pd.DataFrame, bits: int, title: str) -> tuple[Figure, pd.Dat
         return None
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.legend(fontsize=7)
-    ax.set_title(f"{title} (width {width}, {bits} bits)")
+    _legend_outside(fig)
+    fig.suptitle(f"{title}\n(width {width}, {bits} bits)", fontsize=10)
     return fig, pd.DataFrame(data)
 
 
