@@ -135,7 +135,7 @@ def units(tasks: Sequence[dict], launcher: dict, pad_widths: bool, arch=None) ->
     if launcher.get("_target_") != BATCHED:
         return [[i] for i in range(len(tasks))], {i: f"hydra/launcher {launcher.get('_target_')} runs jobs one by one"
                                                  for i in range(len(tasks))}
-    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import member_widths
+    from hydra_plugins.activation_hash_batched_launcher.batched_launcher import member_widths, units_of
     from activation_hash.batched.run_group import group_key, unbatchable_reason
     from activation_hash.schema import ConfigError
     from activation_hash.validate import check_config
@@ -172,14 +172,7 @@ def units(tasks: Sequence[dict], launcher: dict, pad_widths: bool, arch=None) ->
                 widths[model_key] = member_widths(OmegaConf.create({"model": task.get("model") or {}}))
             key = key + f"|widths={widths[model_key]}"
         groups.setdefault(key, []).append(pos)
-    out: list[list[int]] = []
-    for members in groups.values():
-        size = max_members or len(members)
-        out += [members[i:i + size] for i in range(0, len(members), size)]
-    for unit in out:
-        if len(unit) == 1 and unit[0] not in why:
-            why[unit[0]] = "no other job of the sweep differs from it only in batchable keys"
-    return sorted(out, key=lambda u: u[0]), why
+    return units_of(groups, max_members, why)  # cut into units as the launcher does
 
 
 def describe_unit(tasks: Sequence[dict], unit: Sequence[int], axes: Sequence[str] = ("seed",)) -> str:

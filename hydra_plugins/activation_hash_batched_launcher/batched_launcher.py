@@ -113,6 +113,13 @@ def plan(tasks: Sequence[DictConfig | str], max_members: int | None = None, pad_
             continue
         key = group_key(task) + ("" if pad_widths else f"|widths={member_widths(task)}")
         groups.setdefault(key, []).append(pos)
+    return units_of(groups, max_members, why)
+
+
+def units_of(groups: dict[str, list[int]], max_members: int | None, why: dict[int, str],
+             ) -> tuple[list[list[int]], dict[int, str]]:
+    """Groups of job positions cut into units of at most `max_members`, ordered by their first job;
+    `why` gains the reason for each job left alone only because no other job matched it."""
     units: list[list[int]] = []
     for members in groups.values():
         size = max_members or len(members)
