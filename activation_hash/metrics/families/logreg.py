@@ -54,7 +54,7 @@ from ..registry import CodeSet, MetricFamily
 from ..threads import capped
 
 MODES = ("ovo", "ovr", "multinomial")
-STREAM_EPOCHS = 5
+TOL = 1e-4  # LogisticRegression's default tol, passed explicitly so both paths share it
 
 
 def _unpack_dense(packed: np.ndarray, n_bits: int) -> np.ndarray:
@@ -126,32 +126,124 @@ class LogRegModel:
 def make_estimator(mode: str, seed: int, C: float, max_iter: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
-    base = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    base = LogisticRegression(C=C, max_iter=max_iter, tol=TOL, random_state=seed)
     return {"ovo": OneVsOneClassifier, "ovr": OneVsRestClassifier}.get(mode, lambda e: e)(base)
 
 
-def _streamed(packed: np.ndarray, y: np.ndarray, n_bits: int, mode: str, seed: int, C: float,
-              chunk_bytes: int | None = None):
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
-    if mode == "multinomial":
-        raise ValueError(f"metrics.logreg_mode=multinomial: {packed.shape[0]} codes of {n_bits} bits "
-                         f"exceed metrics.max_dense_bytes and multinomial has no streaming fit; "
-                         f"allowed here: ovo, ovr (or raise max_dense_bytes)")
-    classes = np.unique(y)
-    n = packed.shape[0]
-    rows = 2 * n / classes.size if mode == "ovo" else n  # rows per binary problem (balanced classes)
-    sgd = SGDClassifier(loss="log_loss", alpha=1.0 / (C * rows), random_state=seed)
-    est = (OneVsOneClassifier if mode == "ovo" else OneVsRestClassifier)(sgd)
-    rng = np.random.default_rng(seed)
-    # float64 chunk plus scikit-learn's per-problem copies (about as much again) within chunk_bytes
-    chunk = rows_per_chunk(max(n_bits, 1) * 8 * 2, chunk_bytes)
-    for _ in range(STREAM_EPOCHS):
-        order = rng.permutation(n)
+def _problems(mode: str, y: np.ndarray, n_cls: int) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """scikit-learn's binary problems, in its order, as (rows or None = all, 0/1 targets): the
+    pairs i < j with j positive (OneVsOneClassifier), each class against the rest
+    (OneVsRestClassifier); two classes are one problem, classes[1] positive, in every mode."""
+    if n_cls == 2:
+        return [(None, (y == 1).astype(np.float64))]
+    if mode == "ovr":
+        return [(None, (y == c).astype(np.float64)) for c in range(n_cls)]
+    out = []
+    for i in range(n_cls):
+        for j in range(i + 1, n_cls):
+            rows = np.flatnonzero((y == i) | (y == j))
+            out.append((rows, (y[rows] == j).astype(np.float64)))
+    return out
+
+
+def _lbfgs_streamed(packed: np.ndarray, rows: np.ndarray | None, target: np.ndarray, n_bits: int,
+                    n_out: int, C: float, max_iter: int, chunk: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """scikit-learn's lbfgs fit of ``LogisticRegression`` on the packed codes ``packed[rows]``,
+    never unpacked whole: its objective (mean log-loss + ||coef||^2 / (2 C n), intercept not
+    penalized; binomial for ``n_out`` = 1 with 0/1 ``target``, multinomial softmax over ``n_out``
+    classes with class-index ``target``) and gradient are summed chunk by chunk of ``chunk``
+    rows, and minimized by scipy's L-BFGS-B from zero with scikit-learn's options (``maxiter``,
+    ``maxls`` 50, ``gtol`` = tol, ``ftol`` 64 eps). Returns (coef (n_out, f), intercept (n_out,),
+    objective evaluations = passes over the rows)."""
+    from scipy import optimize
+    from scipy.special import expit, logsumexp
+    f = max(n_bits, 1)
+    n = packed.shape[0] if rows is None else rows.size
+    l2 = 1.0 / (C * n)
+    shape = (n_out, f + 1)  # coef and intercept of each output; raveled in Fortran order as scikit-learn's
+    evals = [0]
+
+    def loss_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        evals[0] += 1
+        w = flat.reshape(shape, order="F")
+        coef, intercept = w[:, :f], w[:, f]
+        loss, grad = 0.0, np.zeros(shape)
         for lo, hi in iter_chunks(n, chunk):
-            idx = np.sort(order[lo:hi])
-            est.partial_fit(_unpack_dense(packed[idx], n_bits), y[idx], classes=classes)
-    return est
+            x = _unpack_dense(packed[lo:hi] if rows is None else packed[rows[lo:hi]], n_bits)
+            z, t = x @ coef.T + intercept, target[lo:hi]
+            if n_out == 1:
+                z = z[:, 0]
+                loss += float(np.sum(np.logaddexp(0.0, z) - t * z))
+                r = (expit(z) - t)[:, None]
+            else:
+                lse = logsumexp(z, axis=1)
+                at = np.arange(hi - lo)
+                loss += float(np.sum(lse - z[at, t]))
+                r = np.exp(z - lse[:, None])
+                r[at, t] -= 1.0
+            grad[:, :f] += r.T @ x
+            grad[:, f] += r.sum(0)
+        loss, grad = loss / n, grad / n
+        loss += 0.5 * l2 * float(np.sum(coef * coef))
+        grad[:, :f] += l2 * coef
+        return loss, grad.ravel(order="F")
+
+    res = optimize.minimize(loss_grad, np.zeros(n_out * (f + 1)), method="L-BFGS-B", jac=True,
+                            options={"maxiter": max_iter, "maxls": 50, "gtol": TOL,
+                                     "ftol": 64 * np.finfo(float).eps})
+    w = res.x.reshape(shape, order="F")
+    return w[:, :f], w[:, f], evals[0]
+
+
+def ovo_vote(dec: np.ndarray, n_cls: int) -> np.ndarray:
+    """Class index per row from the pairs' decision values (rows, pairs), by OneVsOneClassifier's
+    rule: a vote for j where the value is > 0 (else for i), plus the summed confidences squashed
+    into (-1/3, 1/3) to break ties."""
+    votes, conf = np.zeros((dec.shape[0], n_cls)), np.zeros((dec.shape[0], n_cls))
+    k = 0
+    for i in range(n_cls):
+        for j in range(i + 1, n_cls):
+            pos = dec[:, k] > 0
+            votes[:, i] += ~pos
+            votes[:, j] += pos
+            conf[:, i] -= dec[:, k]
+            conf[:, j] += dec[:, k]
+            k += 1
+    return np.argmax(votes + conf / (3 * (np.abs(conf) + 1)), axis=1)
+
+
+@dataclass(frozen=True)
+class StreamedFit:
+    """The weights of ``_streamed``'s problems and scikit-learn's prediction rule for them."""
+
+    coef: np.ndarray       # (problems or classes, features)
+    intercept: np.ndarray
+    mode: str
+    classes: np.ndarray
+    evaluations: int       # objective evaluations, each one pass over its problem's rows
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Labels of dense feature rows ``x``."""
+        dec = x @ self.coef.T + self.intercept
+        if self.classes.size == 2:
+            return self.classes[(dec[:, 0] > 0).astype(np.int64)]
+        return self.classes[ovo_vote(dec, self.classes.size) if self.mode == "ovo" else np.argmax(dec, axis=1)]
+
+
+def _streamed(packed: np.ndarray, y: np.ndarray, n_bits: int, mode: str, C: float, max_iter: int,
+              chunk_bytes: int) -> StreamedFit:
+    """The fit of ``mode`` by ``_lbfgs_streamed``, problem by problem, in chunks of
+    ``chunk_bytes``: scikit-learn's estimator, the same solver from the same start."""
+    classes, yi = np.unique(y, return_inverse=True)
+    yi = yi.reshape(-1)
+    chunk = rows_per_chunk(max(n_bits, 1) * 9 + packed.shape[1], chunk_bytes)  # bits, floats, packed rows
+    if mode == "multinomial" and classes.size > 2:
+        coef, intercept, evals = _lbfgs_streamed(packed, None, yi, n_bits, classes.size, C, max_iter, chunk)
+        return StreamedFit(coef, intercept, mode, classes, evals)
+    fits = [_lbfgs_streamed(packed, rows, t, n_bits, 1, C, max_iter, chunk)
+            for rows, t in _problems(mode, yi, classes.size)]
+    return StreamedFit(np.concatenate([c for c, _, _ in fits]), np.concatenate([b for _, b, _ in fits]),
+                       mode, classes, sum(e for _, _, e in fits))
 
 
 def logreg_fit(train: np.ndarray, train_labels: np.ndarray, n_bits: int, *, mode: str = "ovo",
@@ -179,10 +271,8 @@ def logreg_fit(train: np.ndarray, train_labels: np.ndarray, n_bits: int, *, mode
         if dense_fits:
             est = make_estimator(mode, seed, C, max_iter).fit(_unpack_dense(train, n_bits), train_labels)
             return LogRegModel(est, n_bits)
-        # chunks of at least 16 MiB: SGD's one-vs-one fit degrades on small chunks (0.60 against
-        # 0.68 on 50-row chunks of the digits codes, tests/test_metrics.py)
-        return LogRegModel(_streamed(train, train_labels, n_bits, mode, seed, C,
-                                     max(CHUNK_BYTES // 4, min(CHUNK_BYTES, max_dense_bytes))), n_bits)
+        return LogRegModel(_streamed(train, train_labels, n_bits, mode, C, max_iter,
+                                     min(CHUNK_BYTES, max_dense_bytes)), n_bits)
 
 
 def logreg_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, n_bits: int, *,
