@@ -1,14 +1,14 @@
 """Peak memory and time of the logistic-regression metric alone on very wide codes.
 
     python bench/bench_logreg_memory.py                   # 1,200 + 300 codes of 505,344 bits, ovo
-    python bench/bench_logreg_memory.py --row-space off   # no row space: dense if it fits, else streaming SGD
+    python bench/bench_logreg_memory.py --row-space off   # no row space: dense if it fits, else streamed L-BFGS-B
     python bench/bench_logreg_memory.py --bits 20000 --spread 0.02 --reference   # + scikit-learn
 
 Structured synthetic codes (10 classes, the recipe of bench_metrics.py's wide scale, generated
 and packed chunk by chunk) go through ``drop_constant_bits``, ``logreg_fit`` and ``predict`` as
 in ``compute_families``. With fewer codes than bits (and dense codes over ``max_dense_bytes``)
 ``logreg_fit`` fits scikit-learn on the codes' row-space coordinates; ``--row-space off`` gives
-the dense fit when it fits and otherwise the streaming SGD fit over packed chunks. Before the metric the process's peak-RSS mark
+the dense fit when it fits and otherwise scikit-learn's fit streamed over packed chunks. Before the metric the process's peak-RSS mark
 is reset (``/proc/self/clear_refs``), so "peak" is the high-water mark during the metric alone
 and "extra" is that minus the resident size just before it (codes, Python, numpy, scipy).
 ``--reference`` then fits scikit-learn's reference for the mode on the unpacked codes (minutes
