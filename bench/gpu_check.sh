@@ -1,48 +1,163 @@
 #!/usr/bin/env bash
-# GPU checks in one go (< 5 min): a training run on CUDA, the batched-training benchmark, the
-# GEMM K-NN path against faiss on the same codes, a batched group through the launcher's code on
-# CUDA, stacked CNN steps, and the metric backends (torch on CUDA against scikit-learn, per
-# family, with agreement figures). The GPU machine has torch, Lightning,
-# torchmetrics and scikit-learn (Python 3.12) but not Hydra, OmegaConf, faiss or W&B, and cannot
-# fetch, so first download the wheels on a machine with internet, next to this repository:
+# GPU checks in one go, under 5 minutes worst case on one GPU: a training run on CUDA, the
+# batched-training benchmark, the GEMM K-NN path against faiss on the same codes, a batched group
+# through the launcher's code on CUDA against its solo twin, stacked CNN steps, and the metric
+# backends (torch on CUDA against scikit-learn, per family, with agreement figures). Every step
+# runs under its own `timeout`; the limits below sum to 270 s (plus at most 2 s per step for a
+# kill), and the script refuses to start if they sum to more than 290 s. Each step prints
+# "PASS" (exit 0 within its limit) or "FAIL (exit N[, timed out])", the next step runs anyway,
+# and a summary ends the output; the exit status is 1 if any step failed. PASS means the step
+# ran and its own checks held (steps 3 and 6 compare exactly and exit non-zero on a difference);
+# the timings, ratios and agreement figures are printed for reading.
+#
+# The GPU machine has torch, Lightning, torchmetrics and scikit-learn (Python 3.12) but not
+# Hydra, OmegaConf, faiss or W&B, and cannot fetch, so first download the wheels on a machine
+# with internet, next to this repository:
 #
 #   pip download --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 \
 #       --platform manylinux_2_28_x86_64 --no-deps -d wheels hydra-core==1.3.2 omegaconf==2.3.0 \
 #       PyYAML packaging faiss-cpu numpy
 #   pip wheel --no-deps -w wheels antlr4-python3-runtime==4.9.3   # sdist only; pure Python, any 3.x
 #
-# then: bash bench/gpu_check.sh   (MNIST IDX files under $ACTIVATION_HASH_DATA/MNIST/raw)
-set -euo pipefail
+# then: bash bench/gpu_check.sh   (MNIST IDX files under $ACTIVATION_HASH_DATA/MNIST/raw, CIFAR-10's
+# archive under $ACTIVATION_HASH_DATA, default ../shared/datasets; the setup step checks them).
+# The wheels are installed only when Hydra or faiss is missing.
+#
+#   bash bench/gpu_check.sh --cpu   # every step on the CPU at tiny sizes, limits x4: checks the
+#                                   # script itself where there is no GPU (its figures mean nothing)
+#   bash bench/gpu_check.sh --budget   # print the steps' limits and their sum, run nothing
+# PYTHON=/path/to/python selects the interpreter (default: python).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD WANDB_MODE=disabled
-python -m pip install --no-index --find-links wheels/ hydra-core omegaconf faiss-cpu
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+export ACTIVATION_HASH_DATA=${ACTIVATION_HASH_DATA:-$PWD/../shared/datasets}  # bench_backends.py's default too
+PY=${PYTHON:-python}
+MODE=cuda
+case "${1:-}" in
+    --cpu) MODE=cpu ;;
+    --budget) MODE=budget ;;
+    "") ;;
+    *) echo "error: argument=$1: allowed: --cpu, --budget, nothing (CUDA)" >&2; exit 2 ;;
+esac
 
-echo "== 1. a training run on CUDA (MNIST, 2,000 images, 3 epochs)"
-timeout 120 python -m activation_hash data=mnist data.train_size=2000 trainer.max_epochs=3 trainer.accelerator=gpu \
-    trainer.devices=1 logger=none progress_bar=none output_dir=/tmp/gpu_check_run
+# seconds per step on the GPU machine (name=limit); the --cpu run multiplies them by 4
+LIMITS=(setup=15 cuda=10 train=30 batched=40 knn=20 group=45 stacked=25 backends=85)
+KILL_AFTER=2
+total=0
+for entry in "${LIMITS[@]}"; do total=$((total + ${entry#*=})); done
+worst=$((total + KILL_AFTER * ${#LIMITS[@]}))
+echo "step limits: ${LIMITS[*]}; sum ${total} s, worst case ${worst} s with kills (on the GPU machine)"
+if ((total > 290)); then
+    echo "error: step limits sum to ${total} s: allowed: at most 290 s (the whole check must stay under 5 minutes)" >&2
+    exit 2
+fi
+[[ $MODE == budget ]] && exit 0
 
-echo "== 2. batched training: the paper's MNIST width grid (115 members), all 60,000 images, 1 epoch"
-timeout 150 python bench/bench_batched.py --device cuda --train-size 0 --epochs 1
+limit() {  # limit NAME -> seconds for this mode
+    local entry
+    for entry in "${LIMITS[@]}"; do
+        if [[ ${entry%%=*} == "$1" ]]; then
+            if [[ $MODE == cpu ]]; then echo $((${entry#*=} * 4)); else echo "${entry#*=}"; fi
+            return
+        fi
+    done
+    echo "error: step=$1: no limit for it in LIMITS" >&2
+    exit 2
+}
 
-echo "== 3. K-NN on codes: GEMM path on CUDA vs faiss on CPU"
-timeout 60 python - <<'PY'
+RESULTS=()
+FAILED=0
+step() {  # step NAME TITLE COMMAND...: runs COMMAND under NAME's limit (stdin passes through)
+    local name=$1 title=$2 secs start rc status
+    shift 2
+    secs=$(limit "$name")
+    echo
+    echo "== ${name}: ${title} (limit ${secs} s)"
+    start=$SECONDS
+    timeout --kill-after="$KILL_AFTER" "$secs" "$@"
+    rc=$?
+    if ((rc == 0)); then
+        status=PASS
+    else
+        status="FAIL (exit ${rc}$( ((rc == 124 || rc == 137)) && echo ', timed out'))"
+        FAILED=1
+    fi
+    echo "== ${name}: ${status} in $((SECONDS - start)) s"
+    RESULTS+=("${name}: ${status} in $((SECONDS - start)) s of ${secs} s")
+}
+
+if [[ $MODE == cpu ]]; then
+    DEV=cpu ACCEL=cpu
+    TRAIN=(data.train_size=300 trainer.max_epochs=1)
+    BATCHED=(--train-size 300 --seeds 1 --epochs 1)
+    KNN=(3000 500)
+    GROUP_SIZE=300
+    STACKED=(--members 2 --steps 2 --rounds 2)
+    BACKENDS=(--threads 1 --train-size 600 --test-size 200 --steps 1 --wide-rows 300 --wide-bits 2048)
+else
+    DEV=cuda ACCEL=gpu
+    TRAIN=(data.train_size=2000 trainer.max_epochs=2)  # captures at epochs 0, 1, 2
+    BATCHED=(--train-size 10000 --epochs 1)  # the paper's width grid, 115 members
+    KNN=(30000 5000)
+    GROUP_SIZE=1000
+    STACKED=(--members 2 8 32 --steps 5 --rounds 3)
+    # MNIST width 100 and CIFAR-10 5x200 on 5,000 + 1,000 images (reading CIFAR's archive alone
+    # takes 10-45 s), and 1,000 synthetic codes of 32,768 bits (more bits than rows: kernel
+    # K-Means, row-space logistic regression)
+    BACKENDS=(--threads 0 --train-size 5000 --test-size 1000 --wide-rows 1000 --wide-bits 32768)
+fi
+echo "mode ${MODE}: torch on ${DEV}, python ${PY}"
+
+setup() {
+    local f
+    for f in MNIST/raw/train-images-idx3-ubyte.gz MNIST/raw/t10k-images-idx3-ubyte.gz cifar-10-python.tar.xz; do
+        if [[ ! -e $ACTIVATION_HASH_DATA/$f ]]; then
+            echo "error: ACTIVATION_HASH_DATA=$ACTIVATION_HASH_DATA: no $f there (MNIST's IDX files and CIFAR-10's archive are needed)" >&2
+            return 2
+        fi
+    done
+    echo "datasets under $ACTIVATION_HASH_DATA"
+    if "$PY" -c "import hydra, omegaconf, faiss" 2>/dev/null; then
+        echo "hydra, omegaconf and faiss already importable: nothing to install"
+    else
+        "$PY" -m pip install --no-index --find-links wheels/ hydra-core omegaconf faiss-cpu
+    fi
+}
+step setup "the datasets and the carried wheels (Hydra, OmegaConf, faiss)" bash -c "$(declare -f setup); PY='$PY' setup"
+
+if [[ $MODE == cpu ]]; then
+    step cuda "no device check (--cpu)" "$PY" -c "import torch; print('torch', torch.__version__, 'on the CPU')"
+else
+    step cuda "a CUDA device" "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+fi
+
+step train "a training run on ${DEV} (MNIST, ${TRAIN[*]})" \
+    "$PY" -m activation_hash data=mnist "${TRAIN[@]}" trainer.accelerator="$ACCEL" \
+    trainer.devices=1 logger=none progress_bar=none output_dir=/tmp/gpu_check_run_$$
+
+step batched "batched training of the paper's MNIST width grid vs the members one by one (${BATCHED[*]})" \
+    "$PY" bench/bench_batched.py --device "$DEV" "${BATCHED[@]}"
+
+step knn "K-NN on ${KNN[0]} x ${KNN[1]} codes of 1,024 bits: GEMM path on ${DEV} vs faiss on the CPU" \
+    "$PY" - "${KNN[@]}" "$DEV" <<'PY'
+import sys
 import time
 import numpy as np
-from activation_hash.metrics.knn import knn_neighbors
+from activation_hash.metrics import knn_neighbors
+n_train, n_test, device = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
-train = np.packbits(rng.integers(0, 2, (60000, 1024), dtype=np.uint8), axis=1)
-test = np.packbits(rng.integers(0, 2, (10000, 1024), dtype=np.uint8), axis=1)
+train = np.packbits(rng.integers(0, 2, (n_train, 1024), dtype=np.uint8), axis=1)
+test = np.packbits(rng.integers(0, 2, (n_test, 1024), dtype=np.uint8), axis=1)
 t0 = time.perf_counter(); _, d_faiss, _ = knn_neighbors(train, test, 9); t_faiss = time.perf_counter() - t0
-t0 = time.perf_counter(); _, d_gemm, _ = knn_neighbors(train, test, 9, n_bits=1024, device="cuda")
+t0 = time.perf_counter(); _, d_gemm, _ = knn_neighbors(train, test, 9, n_bits=1024, device=device)
 t_gemm = time.perf_counter() - t0
 assert np.array_equal(np.asarray(d_faiss), np.asarray(d_gemm)), "GEMM and faiss neighbour distances differ"
-print(f"9-NN, 60,000 x 10,000 codes of 1,024 bits: same distances; faiss {t_faiss:.2f} s, GEMM cuda {t_gemm:.2f} s")
+print(f"9-NN, {n_train:,} x {n_test:,} codes of 1,024 bits: same distances; faiss {t_faiss:.2f} s, GEMM {device} {t_gemm:.2f} s")
 PY
 
-echo "== 4. a batched group on CUDA (run_group: 2 MLP members, MNIST 2,000 images, 2 epochs) vs a solo run"
-rm -rf /tmp/gpu_group /tmp/gpu_solo
-timeout 120 python - "${ACCELERATOR:-gpu}" <<'PY'
+rm -rf /tmp/gpu_group_$$ /tmp/gpu_solo_$$
+step group "a batched group on ${DEV} (run_group: 2 MLP members, MNIST ${GROUP_SIZE} images, 2 epochs) vs its solo twin" \
+    "$PY" - "$ACCEL" "$GROUP_SIZE" "/tmp/gpu_group_$$" "/tmp/gpu_solo_$$" <<'PY'
 import json
 import sys
 from pathlib import Path
@@ -53,24 +168,29 @@ from activation_hash.batched.compare import compare_runs
 from activation_hash.batched.run_group import run_group
 from activation_hash.run import run
 
-common = ["data=mnist", "data.train_size=2000", "trainer.max_epochs=2", "codes.epochs=[0,2]",
-          "progress_bar=none", "codes.verbose=false", f"trainer.accelerator={sys.argv[1]}"]
+accel, size, group_dir, solo_dir = sys.argv[1:5]
+common = ["data=mnist", f"data.train_size={size}", "trainer.max_epochs=2", "codes.epochs=[0,2]",
+          "progress_bar=none", "codes.verbose=false", f"trainer.accelerator={accel}"]
 with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
-    group = [compose(config_name="config", overrides=[*common, f"seed={s}", f"output_dir=/tmp/gpu_group/{s}"])
+    group = [compose(config_name="config", overrides=[*common, f"seed={s}", f"output_dir={group_dir}/{s}"])
              for s in (0, 1)]
-    solo = compose(config_name="config", overrides=[*common, "seed=0", "output_dir=/tmp/gpu_solo/0"])
+    solo = compose(config_name="config", overrides=[*common, "seed=0", f"output_dir={solo_dir}/0"])
 results = run_group(group)
 run(solo)
-device = json.loads(Path("/tmp/gpu_group/0/meta.json").read_text())["batched"]["device"]
+device = json.loads(Path(f"{group_dir}/0/meta.json").read_text())["batched"]["device"]
 print(f"group on {device}: test/knn_acc {[round(r['test/knn_acc'], 4) for r in results]}")
-print("member 0 vs its solo run, worst relative difference:", compare_runs(Path("/tmp/gpu_group/0"), Path("/tmp/gpu_solo/0"), {}))
+print("member 0 vs its solo run, worst relative difference:", compare_runs(Path(f"{group_dir}/0"), Path(f"{solo_dir}/0"), {}))
 PY
 
-echo "== 5. stacked CNN steps (tiny/resnet20, M = 2, 8, 32) vs solo steps on CUDA"
-timeout 60 python bench/bench_stacked.py --device cuda --members 2 8 32 --threads 0
+step stacked "stacked CNN steps (tiny/resnet20, ${STACKED[*]}) vs solo steps on ${DEV}" \
+    "$PY" bench/bench_stacked.py --device "$DEV" --threads 0 "${STACKED[@]}"
 
-echo "== 6. metric backends: torch on CUDA vs scikit-learn/faiss on the CPU, per family, with agreement"
-# MNIST width 100 and CIFAR-10 5x200 on 20,000 + 5,000 images (CIFAR's archive must be under
-# $ACTIVATION_HASH_DATA), and 2,500 synthetic codes of 131,072 bits (kernel K-Means, row-space logreg)
-timeout 150 python bench/bench_backends.py --device cuda --threads 0 --train-size 20000 --test-size 5000 \
-    --wide-rows 2500 --wide-bits 131072
+step backends "metric backends: torch on ${DEV} vs scikit-learn/faiss on the CPU, per family, with agreement (${BACKENDS[*]})" \
+    "$PY" bench/bench_backends.py --device "$DEV" "${BACKENDS[@]}"
+
+rm -rf /tmp/gpu_check_run_$$ /tmp/gpu_group_$$ /tmp/gpu_solo_$$
+echo
+echo "== summary (mode ${MODE}, $SECONDS s in all)"
+printf '%s\n' "${RESULTS[@]}"
+if ((FAILED)); then echo "FAIL"; exit 1; fi
+echo "PASS"
