@@ -17,8 +17,12 @@ forward pass over the train and then the test loader (eval mode, in order) recor
 group's layers; then per piece, column chunks are unpacked on `device`, the bits constant over
 all N rows are zeroed (the families score codes without them, as `drop_constant`), and
 G_sel += X X^T for every selection that holds the piece's layer. Cost: one forward pass over the
-data per group (the first also gives labels, loss and accuracy); memory: one group's packed bits
-on the host, one unpacked chunk and each selection's Gram matrix on `device`.
+data per group (the first also gives labels, loss and accuracy) and N^2 x bits multiply-adds.
+
+Memory: one group's packed bits on the host (at most half of `metrics.max_ram`), one unpacked
+column chunk (at most 64 MiB and half the group budget) and each selection's Gram matrix on `device` (N^2 x 8 bytes on the
+CPU, N^2 x 4 on a GPU); scoring adds what `activation_hash.metrics.kernel` states (logistic
+regression's eigendecomposition of the train block: about 2 x n_train^2 x 8 bytes).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from torch.nn import functional as F
 from activation_hash.codes.capture import CodeRecorder, pack_bits
 from activation_hash.codes.collect import SplitCodes
 
-# one unpacked column chunk on the device: at most this many bytes (N x columns x 4)
-CHUNK_BYTES = 256 * 2**20
+# one unpacked column chunk on the device: at most about this many bytes (N x columns x 9)
+CHUNK_BYTES = 64 * 2**20
 SPLITS = ("train", "test")
 
 
@@ -126,7 +130,8 @@ def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequ
             for piece in group:
                 owners = holders[piece[0]]
                 if owners:
-                    kept = _accumulate(packed.pop(piece), piece[2] - piece[1], [grams[o] for o in owners], device)
+                    kept = _accumulate(packed.pop(piece), piece[2] - piece[1], [grams[o] for o in owners], device,
+                                       min(CHUNK_BYTES, max(1, budget_bytes // 2)))
                     for o in owners:
                         used[o] += kept
     finally:
@@ -135,11 +140,12 @@ def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequ
                        n_rows=dict(sizes))
 
 
-def _accumulate(packed: np.ndarray, width: int, grams: list[torch.Tensor], device: torch.device) -> int:
+def _accumulate(packed: np.ndarray, width: int, grams: list[torch.Tensor], device: torch.device,
+                chunk_bytes: int = CHUNK_BYTES) -> int:
     """G += X X^T for each of `grams`, X = the non-constant columns of `packed` (width bits);
     returns how many columns are non-constant."""
     n = packed.shape[0]
-    cols = max(1, CHUNK_BYTES // (4 * 8 * max(n, 1)))  # packed byte columns per chunk
+    cols = max(1, chunk_bytes // (9 * 8 * max(n, 1)))  # packed byte columns per chunk (uint8 + float64 bits)
     kept = 0
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=device)
     for lo in range(0, packed.shape[1], cols):
@@ -148,12 +154,14 @@ def _accumulate(packed: np.ndarray, width: int, grams: list[torch.Tensor], devic
         bits = ((sub.unsqueeze(-1) >> shifts) & 1).reshape(n, -1)[:, :max(0, width - 8 * lo)]
         ones = bits.sum(0, dtype=torch.int64)
         varying = (ones > 0) & (ones < n)
-        x = bits[:, varying].to(torch.float32)
         kept += int(varying.sum())
-        if x.shape[1]:
-            product = x @ x.T  # sums of 0/1 products: exact in float32 below 2**24 per chunk
-            for g in grams:
-                g += product.to(g.dtype)
+        if not bool(varying.any()):
+            continue
+        x = {}
+        for g in grams:  # in place, no (N, N) temporary: sums of 0/1 products, exact (see gram_dtype)
+            if g.dtype not in x:
+                x[g.dtype] = bits[:, varying].to(g.dtype)
+            g.addmm_(x[g.dtype], x[g.dtype].T)
     return kept
 
 

@@ -19,6 +19,10 @@ Hamming distance d(i, j) = G_ii + G_jj - 2 G_ij:
   depends on nothing else (its weights lie in that span), so it is the same estimator as on the
   codes, solved by the torch backend's L-BFGS (``torch_backend.logreg_predict``).
 
+Memory beyond G: redundancy and K-NN one block of rows at a time (256 MiB); K-Means the
+(n, 10 x K) products of its batched initialisations; logistic regression the float64 train block
+and its eigenvectors (2 x n_train^2 x 8 bytes) and the features of both splits.
+
 The metric names are those of ``compute_families``; ``backend`` is ``torch`` (these are the torch
 backend's solvers, on the Gram matrix's device). Torch is imported inside the functions only.
 """
@@ -136,7 +140,7 @@ def kernel_families(codes: KernelCodes, which: Iterable[str] | str, options: Map
         elif family == "kmeans":
             k = int(np.unique(np.concatenate([codes.train_labels, codes.test_labels])).size)
             for split, (lo, hi) in spans.items():
-                clusters = kmeans_gram(g[lo:hi, lo:hi].contiguous(), codes.n_bits_used, k,
+                clusters = kmeans_gram(g[lo:hi, lo:hi], codes.n_bits_used, k,
                                        seed=options.get("kmeans_seed", 9), n_init=options.get("kmeans_n_init", 10))
                 out[f"{split}/kmeans_acc"] = majority_accuracy(clusters, labels[split])
                 out[f"{split}/kmeans_hungarian_acc"] = hungarian_accuracy(clusters, labels[split])
