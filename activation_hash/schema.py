@@ -629,7 +629,7 @@ def _contradictions(cfg: DictConfig) -> None:
                                                           f"{steps} stops training by epoch {reachable}")
     metrics = cfg.get("metrics")
     if isinstance(codes, DictConfig) and codes.get("source") == "network":
-        from activation_hash.codes.gram import network_source_reason
+        from activation_hash.codes.source import network_source_reason
         which = metrics.get("which") if isinstance(metrics, DictConfig) else None
         why = network_source_reason(codes.get("save"), codes.get("memmap"), which,
                                     metrics.get("drop_constant", True) if isinstance(metrics, DictConfig) else True)

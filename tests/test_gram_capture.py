@@ -18,7 +18,8 @@ from torch import nn
 
 from activation_hash.codes.capture import describe_units
 from activation_hash.codes.collect import collect_codes
-from activation_hash.codes.gram import plan_groups, resolve_source, score_network
+from activation_hash.codes.gram import plan_groups, score_network
+from activation_hash.codes.source import resolve_source
 from activation_hash.run import run
 from activation_hash.runs.record import score_selections
 from activation_hash.schema import ConfigError, validate

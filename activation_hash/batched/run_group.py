@@ -47,7 +47,8 @@ from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
-from activation_hash.codes.gram import resolve_source, score_network
+from activation_hash.codes.gram import score_network
+from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary, selection_specs

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.codes.collect import collect_codes
-from activation_hash.codes.gram import resolve_source, score_network
+from activation_hash.codes.gram import score_network
+from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary
