@@ -90,7 +90,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     codes = NeuralCodeCallback(record, epochs=cfg.codes.epochs, layers=cfg.codes.layers, metrics=cfg.metrics,
                                capture_last=cfg.codes.get("capture_last", True),
                                memmap=cfg.codes.get("memmap", False), data=built.data,
-                               selections=selection_specs(cfg.codes))
+                               selections=selection_specs(cfg.codes), source=cfg.codes.get("source", "auto"),
+                               save=bool(cfg.codes.get("save", False)))
     progress = progress_mode(cfg)
     keep_checkpoint = keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),

@@ -332,6 +332,7 @@ RULES: dict[str, Check] = {
     "trainer.accumulate_grad_batches": integer(1),
     "codes.save": boolean,
     "codes.memmap": boolean,
+    "codes.source": choice("auto", "memory", "network"),
     "codes.capture_last": boolean,
     "codes.verbose": boolean,
     "codes.layers": _layer_selection,
@@ -627,6 +628,13 @@ def _contradictions(cfg: DictConfig) -> None:
                 raise ConfigError("codes.epochs", epochs, f"epoch(s) {late} are never reached: trainer.max_steps="
                                                           f"{steps} stops training by epoch {reachable}")
     metrics = cfg.get("metrics")
+    if isinstance(codes, DictConfig) and codes.get("source") == "network":
+        from activation_hash.codes.source import network_source_reason
+        which = metrics.get("which") if isinstance(metrics, DictConfig) else None
+        why = network_source_reason(codes.get("save"), codes.get("memmap"), which,
+                                    metrics.get("drop_constant", True) if isinstance(metrics, DictConfig) else True)
+        if why:
+            raise ConfigError("codes.source", "network", why)
     if isinstance(metrics, DictConfig):
         halfspaces = OmegaConf.select(metrics, "halfspaces.enabled", default="auto")
         if halfspaces is True and not (isinstance(model, DictConfig) and str(model.get("_target_", "")).endswith(

@@ -102,3 +102,20 @@ def test_diameter_probe_of_stacked_members_equals_solo_runs_at_initialization(tm
         assert row["test/diameter_n"] == 20 and row["test/diameter_mean"] > 0
         means.append(row["test/diameter_mean"])
     assert means[0] != means[1]
+
+
+def test_members_with_the_network_source_equal_solo_runs(tmp_path) -> None:
+    """codes.source=network in a batched group: each member's Gram capture runs on its own network
+    and its rows equal its solo run's (same source) within the launcher's tolerance."""
+    source = ["codes.source=network", "codes.save=false", "metrics.backend=torch"]
+    solo = [compose_config([*SMALL, *source, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(MEMBERS)]
+    batch = [compose_config([*SMALL, *source, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(MEMBERS)]
+    for cfg in solo:
+        run(cfg)
+    run_group(batch)
+    for s, b in zip(solo, batch):
+        keys: dict[str, float] = {}
+        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
+        assert max(worst["encoding"], worst["result"]) < TOLERANCE, (worst, keys)
+        rows = [json.loads(line) for line in (Path(b.output_dir) / "encoding.jsonl").read_text().splitlines()]
+        assert rows and all(r["code_passes"] == 1 for r in rows)

@@ -47,12 +47,15 @@ from activation_hash.batched.mlp import BatchedMLP
 from activation_hash.batched.module import BatchedClassifier, ZipLoader
 from activation_hash.batched.stacked import StackedNet, stackable_reason
 from activation_hash.codes.capture import parse_layers
+from activation_hash.codes.gram import score_network
+from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary, selection_specs
 from activation_hash.devices import Placement, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
+from activation_hash.metrics.encoding import resolve_max_ram
 from activation_hash.metrics.registry import families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
 from activation_hash.runs.build import build, set_up_data
@@ -60,7 +63,7 @@ from activation_hash.runs.checkpoint import GroupLastEpoch, flush_csv, forget, g
 from activation_hash.runs.claim import claim, comparable, move_aside
 from activation_hash.runs.options import keeps_checkpoint, progress_bar, progress_mode
 from activation_hash.runs.paths import GROUP_POINTER
-from activation_hash.runs.record import RunRecord, score_selections
+from activation_hash.runs.record import RunRecord, complete, score_selections
 from activation_hash.runs.signals import interruptible
 from activation_hash.runs.space import check_writable, disk_full
 from activation_hash.runs.validation import validation_readers
@@ -448,8 +451,16 @@ class _Group:
         self.options = {k: v for k, v in metric_kwargs.items() if k != "which" and k not in probes()}
         self.probes = enabled_probes({k: v for k, v in metric_kwargs.items() if k in probes()},
                                      tuple(infos[0].input_shape))
-        # the probes read a plain network: each member's solo module, its weights put back at a capture
-        self.solos = [net.to(self.device) for net in nets] if self.probes else None
+        # codes.source per member (auto: network when its codes would exceed metrics.max_ram)
+        budget = resolve_max_ram(self.options.get("max_ram"))
+        self.sources = [resolve_source(cfg.codes.get("source", "auto"), info.n_train + info.n_test,
+                                       sum(units[i][1] for i in self.layers), budget,
+                                       save=cfg.codes.get("save", False), memmap=cfg.codes.get("memmap", False),
+                                       which=self.which, drop_constant=self.options.get("drop_constant", True))
+                        for cfg, info, units in zip(cfgs, infos, self.units)]
+        # the probes and the network source read a plain network: each member's solo module, its
+        # weights put back at a capture
+        self.solos = [net.to(self.device) for net in nets] if self.probes or "network" in self.sources else None
         batched = {"members": len(cfgs), "device": str(self.device), "group": [str(o) for o in self.outs]}
         with warnings.catch_warnings():  # the run dir already holds config.yaml, as in run()
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
@@ -521,6 +532,20 @@ class _Group:
         forget(self.outs)
         return results
 
+    def _capture_network(self, m: int, epoch: int, step: int, reason: str, device: Any, started: float) -> None:
+        """Member m's capture with codes.source=network (`codes.gram.score_network`) on its solo
+        network, its rows written as the memory path's."""
+        solo = self.model.member_state(m, self.solos[m])
+        info = self.infos[m]
+        units = [(name, n) for name, (_, n) in zip(self.layer_names, self.units[m])]
+        chosen = parse_selections(selection_specs(self.cfgs[m].codes), [self.layer_names[i] for i in self.layers])
+        train, test, raw = score_network(solo, info.eval_loaders(), self.layers, units, chosen,
+                                         {"train": info.n_train, "test": info.n_test}, self.options, self.which, device)
+        scored = {name: complete(metrics, self.which, train, test) for name, metrics in raw.items()}
+        if self.probes:
+            scored[primary(list(scored))].update(run_probes(solo, info, self.layers, self.probes, self.outs[m], epoch))
+        self.records[m].add_selections(epoch, step, reason, train, test, scored, time.perf_counter() - started)
+
     def log(self, m: int, metrics: dict[str, float], step: int) -> None:
         self.records[m].log(metrics, step)
 
@@ -556,6 +581,9 @@ class _Group:
         device = metrics_device(self.device_request, self.device)
         for m in members:
             started = time.perf_counter()
+            if self.sources[m] == "network":  # no codes held: the solo network's Gram capture
+                self._capture_network(m, epoch, step[m], reason, device, started)
+                continue
             splits = member_split(self.model, m, self.dms[m], self.layers, size, self.layer_names,
                                   [n for _, n in self.units[m]])
             train, test = splits.pop("train"), splits.pop("test")

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from activation_hash.codes.capture import describe_units, parse_layers
 from activation_hash.codes.collect import collect_codes
+from activation_hash.codes.gram import score_network
+from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary
@@ -28,8 +30,9 @@ from activation_hash.data.protocol import DataInfo
 from activation_hash.data.protocol import describe as describe_data
 from activation_hash.devices import metrics_device
 from activation_hash.metrics import WHICH
+from activation_hash.metrics.encoding import resolve_max_ram
 from activation_hash.metrics.registry import families
-from activation_hash.runs.record import RunRecord, score_selections
+from activation_hash.runs.record import RunRecord, complete, score_selections
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ log = logging.getLogger(__name__)
 class NeuralCodeCallback(pl.Callback):
     def __init__(self, record: RunRecord, epochs: Any = "log", layers: Any = "all",
                  metrics: Mapping[str, Any] | None = None, capture_last: bool = True, memmap: bool = False,
-                 data: DataInfo | None = None, selections: Mapping[str, Any] | None = None):
+                 data: DataInfo | None = None, selections: Mapping[str, Any] | None = None,
+                 source: str = "auto", save: bool = False):
         self.record = record
         self.selection_specs = dict(selections or {"all": "all"})  # codes.selections: views of the captured layers
         self.spec = epochs
@@ -49,6 +53,8 @@ class NeuralCodeCallback(pl.Callback):
         self.probes: dict[str, dict[str, Any]] = {}
         self.capture_last = capture_last
         self.memmap = memmap
+        self.source_spec, self.save = source, save  # codes.source (resolved at setup), codes.save
+        self.source = "memory"
         self.data = data  # read from trainer.datamodule at setup when not given
         self.epochs: list[int] = []
 
@@ -69,6 +75,11 @@ class NeuralCodeCallback(pl.Callback):
         self.layers = parse_layers(self.layer_spec, len(self.units), names=[name for name, _ in self.units])
         # each selection: 0-based indices into the captured layers (the selections' numbering)
         self.selections = parse_selections(self.selection_specs, [self.units[i][0] for i in self.layers])
+        self.source = resolve_source(self.source_spec, self.data.n_train + self.data.n_test,
+                                     sum(self.units[i][1] for i in self.layers),
+                                     resolve_max_ram(self.metric_kwargs.get("max_ram")), save=self.save,
+                                     memmap=self.memmap, which=self.metric_kwargs.get("which"),
+                                     drop_constant=self.metric_kwargs.get("drop_constant", True))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # only a run that starts at epoch 0 captures epoch 0: a resumed run's network is trained
@@ -105,13 +116,23 @@ class NeuralCodeCallback(pl.Callback):
         started = time.perf_counter()
         data = self.data
         sizes = {"train": data.n_train, "test": data.n_test}
+        which = self.metric_kwargs.get("which", WHICH)
+        device = metrics_device(self.device_request, pl_module.device)
+        if self.source == "network":  # no codes held: the rows' Gram matrix, layer group by layer group
+            train, test, raw = score_network(pl_module, data.eval_loaders(), self.layers, self.units, self.selections,
+                                             sizes, self.metric_kwargs, which, device)
+            scored = {name: complete(metrics, which, train, test) for name, metrics in raw.items()}
+            if self.probes:
+                scored[primary(list(scored))].update(run_probes(pl_module, data, self.layers, self.probes,
+                                                                self.out_dir, epoch))
+            return self.record.add_selections(epoch, trainer.global_step, reason, train, test, scored,
+                                              time.perf_counter() - started)
         splits = {split: collect_codes(pl_module, loader, self.layers, num_samples=sizes[split],
                                        memmap_path=self._memmap_path(epoch, split), extras=self._extras())
                   for split, loader in data.eval_loaders().items()}
         train, test = splits["train"], splits["test"]
-        scored = score_selections(train, test, self.selections, self.metric_kwargs.get("which", WHICH),
-                                  {k: v for k, v in self.metric_kwargs.items() if k != "which"},
-                                  metrics_device(self.device_request, pl_module.device),
+        scored = score_selections(train, test, self.selections, which,
+                                  {k: v for k, v in self.metric_kwargs.items() if k != "which"}, device,
                                   extras={f"{s}/{k}": v for s, part in splits.items() for k, v in part.extras.items()})
         if self.probes:  # network probes measure the captured layers: on the primary selection's rows
             scored[primary(list(scored))].update(run_probes(pl_module, data, self.layers, self.probes, self.out_dir, epoch))

@@ -110,6 +110,7 @@ class CodeRecorder:
     def __init__(self, model: nn.Module, layers: Sequence[int] | None = None):
         self.model = model
         self.layers = None if layers is None else list(layers)
+        self._wanted = None if layers is None else set(self.layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._bits: list[torch.Tensor] = []
         self.layer_names: list[str] = []
@@ -133,20 +134,26 @@ class CodeRecorder:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             if not self._bits:  # first call site of a new forward pass
                 self.layer_names, self.layer_units = [], []
-            bits = args[0].detach().flatten(1) > 0
+            act = args[0].detach().flatten(1)
+            index = len(self.layer_names)
             self.layer_names.append(name)
-            self.layer_units.append(bits.shape[1])
-            self._bits.append(bits)
+            self.layer_units.append(act.shape[1])
+            # layers outside the selection are only described, not kept
+            self._bits.append(act > 0 if self._wanted is None or index in self._wanted else None)
         return hook
 
     def take(self) -> torch.Tensor:
         """The selected bits of the last forward pass as one (batch, n_bits) bool tensor; resets."""
+        return torch.cat(self.take_layers(), dim=1)
+
+    def take_layers(self) -> list[torch.Tensor]:
+        """The selected layers' bits of the last forward pass, one (batch, units) bool tensor per
+        selected layer in selection order; resets."""
         if not self._bits:
             raise RuntimeError("no ReLU-like module ran: call the model inside the `with` block first")
         chosen = self._bits if self.layers is None else [self._bits[i] for i in self.layers]
-        bits = torch.cat(chosen, dim=1)
         self._bits = []
-        return bits
+        return chosen
 
     def packed(self) -> torch.Tensor:
         return pack_bits(self.take())

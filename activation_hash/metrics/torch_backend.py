@@ -336,35 +336,53 @@ def kmeans_clusters(packed: np.ndarray, n_bits: int, n_clusters: int, *, seed: i
     item = torch.finfo(_float(device)).bits // 8
     if form == "auto":
         form = "kernel" if n < n_bits and 3 * n * n * item <= max_bytes else "dense"
-    r = n_init
     with torch.no_grad():
         if form == "kernel":
-            space = _Kernel(gram(packed, n_bits, device, max_bytes))
-            tol_abs = tol * space.mean_var_total / n_bits
-        else:
-            space = _Dense(PackedRows(packed, n_bits, device, max_bytes, extra_per_row=4 * r * k))
-            tol_abs = tol * space.mean_var
-        rng = np.random.default_rng(seed)
-        centers = space.centers_at(_kmeans_pp(space, n, k, r, rng))
-        done = torch.zeros(r, dtype=torch.bool, device=device)
-        strict = torch.zeros(r, dtype=torch.bool, device=device)
-        labels_old = torch.full((n, r), -1, dtype=torch.int64, device=device)
-        for _ in range(max_iter):
-            res = space.step(centers, r, k, update=True)
-            frozen = done.repeat_interleave(k)[:, None]
-            centers = torch.where(frozen, centers, res["centers"])
-            same = (res["labels"] == labels_old).all(0) & ~done
-            strict |= same
-            labels_old = torch.where(done[None, :], labels_old, res["labels"])
-            done |= same | (res["shift"] <= tol_abs)
-            if bool(done.all()):
-                break
-        final = space.step(centers, r, k, update=False, given=labels_old.clamp_min(0))
-        labels = torch.where(strict[None, :], labels_old, final["labels"])
-        dist = torch.where(strict[None, :], final["given"], final["dist"])
-        inertia = dist.sum(0)
-        best = int(torch.argmin(inertia))
-        return labels[:, best].cpu().numpy().astype(np.int64)
+            return kmeans_gram(gram(packed, n_bits, device, max_bytes), n_bits, n_clusters, seed=seed,
+                               n_init=n_init, max_iter=max_iter, tol=tol)
+        space = _Dense(PackedRows(packed, n_bits, device, max_bytes, extra_per_row=4 * n_init * k))
+        return _lloyd(space, n, k, n_init, tol * space.mean_var, seed, max_iter, device)
+
+
+def kmeans_gram(g, n_bits: int, n_clusters: int, *, seed: int = 9, n_init: int = 10, max_iter: int = 300,
+                tol: float = 1e-4) -> np.ndarray:
+    """``kmeans_clusters`` in kernel form from the rows' Gram matrix ``g`` (a tensor, on the device
+    where Lloyd runs) of codes with ``n_bits`` bits (the mean per-bit variance of the tolerance)."""
+    import torch
+    n = g.shape[0]
+    k = min(n_clusters, n)
+    if k <= 1 or n_bits == 0:
+        return np.zeros(n, dtype=np.int64)
+    with torch.no_grad():
+        space = _Kernel(g)
+        return _lloyd(space, n, k, n_init, tol * space.mean_var_total / n_bits, seed, max_iter, g.device)
+
+
+def _lloyd(space, n: int, k: int, r: int, tol_abs: float, seed: int, max_iter: int, device) -> np.ndarray:
+    """``r`` k-means++ initialisations advanced together in ``space`` (_Dense or _Kernel); the
+    labels of the one of lowest inertia."""
+    import torch
+    rng = np.random.default_rng(seed)
+    centers = space.centers_at(_kmeans_pp(space, n, k, r, rng))
+    done = torch.zeros(r, dtype=torch.bool, device=device)
+    strict = torch.zeros(r, dtype=torch.bool, device=device)
+    labels_old = torch.full((n, r), -1, dtype=torch.int64, device=device)
+    for _ in range(max_iter):
+        res = space.step(centers, r, k, update=True)
+        frozen = done.repeat_interleave(k)[:, None]
+        centers = torch.where(frozen, centers, res["centers"])
+        same = (res["labels"] == labels_old).all(0) & ~done
+        strict |= same
+        labels_old = torch.where(done[None, :], labels_old, res["labels"])
+        done |= same | (res["shift"] <= tol_abs)
+        if bool(done.all()):
+            break
+    final = space.step(centers, r, k, update=False, given=labels_old.clamp_min(0))
+    labels = torch.where(strict[None, :], labels_old, final["labels"])
+    dist = torch.where(strict[None, :], final["given"], final["dist"])
+    inertia = dist.sum(0)
+    best = int(torch.argmin(inertia))
+    return labels[:, best].cpu().numpy().astype(np.int64)
 
 
 # ---------------------------------------------------------------- logistic regression

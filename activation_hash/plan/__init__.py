@@ -89,6 +89,8 @@ def cost_study(p: dict[str, Any], calib: dict[str, Any]) -> dict[str, Any]:
             "code_gbit": sum(f["code_bits"] for f in p["facts"]) / 1e9,
             "estimated_seconds": sum(terms.values()), "terms": terms,
             "peak_ram_bytes": max((c["peak_ram_bytes"] for c in costs), default=0),
+            "peak_device_bytes": max((c["peak_device_bytes"] for c in costs), default=0),
+            "network_captures": sum(c["network_captures"] for c in costs),
             "disk_bytes": sum(c["disk_bytes"] for c in costs),
             "unit_disk_bytes": max((c["disk_bytes"] for c in costs), default=0),
             "largest_unit": p["names"][largest] if largest is not None else None,
@@ -107,9 +109,18 @@ def misfits(p: dict[str, Any], study: dict[str, Any], limits: dict[str, int], ca
             alone = unit_cost(facts[:1], info, calib)["peak_ram_bytes"]
             fix = (f"hydra.launcher.max_members={fits[0]} (smaller groups)" if fits else
                    f"even one run needs {alone / GB:.1f} GB: a machine with more RAM, a smaller data.batch_size "
-                   "or metrics.max_dense_bytes, or captures that stream their codes")
+                   "or metrics.max_ram (codes.source=auto then scores wide codes from the network)")
             lines.append(f"{p['name']}: unit {name}: peak RAM {c['peak_ram_bytes'] / GB:.1f} GB > this machine's "
                          f"{limits['ram_bytes'] / GB:.1f} GB; change: {fix}")
+        device_memory = int(calib.get("device_memory_bytes") or 0)
+        if device_memory and c["peak_device_bytes"] > device_memory:
+            info, facts = p["infos"][unit[0]], [p["facts"][i] for i in unit]
+            fits = [k for k in range(m - 1, 0, -1)
+                    if unit_cost(facts[:k], info, calib)["peak_device_bytes"] <= device_memory]
+            fix = (f"hydra.launcher.max_members={fits[0]} (smaller groups)" if fits else
+                   "a smaller data.batch_size or a device with more memory")
+            lines.append(f"{p['name']}: unit {name}: device memory {c['peak_device_bytes'] / GB:.1f} GB > the "
+                         f"device's {device_memory / GB:.1f} GB; change: {fix}")
         if c["disk_bytes"] > limits["disk_bytes"]:
             lines.append(f"{p['name']}: unit {name}: disk {c['disk_bytes'] / GB:.1f} GB > the "
                          f"{limits['disk_bytes'] / GB:.1f} GB free; change: codes.save=false, resume=never, "
@@ -123,7 +134,8 @@ def _hours(seconds: float) -> str:
 
 def render(studies: list[dict[str, Any]], calib: dict[str, Any]) -> str:
     head = (f"{'study':<24}{'runs':>6}{'units':>7}{'groups':>7}{'steps':>13}{'capt':>7}{'bits/code':>19}"
-            f"{'Gbit':>10}{'time':>10}{'RAM/unit':>10}{'disk/unit':>10}  largest terms")
+            f"{'Gbit':>10}{'time':>10}{'RAM/unit':>10}{'disk/unit':>10}"
+            + (f"{'GPU/unit':>10}" if calib.get("gpu") else "") + "  largest terms")
     lines = [f"device: {calib.get('device')} ({calib.get('source')})", head]
     for s in studies:
         b = s["bits_per_code"]
@@ -132,7 +144,8 @@ def render(studies: list[dict[str, Any]], calib: dict[str, Any]) -> str:
         lines.append(f"{s['name']:<24}{s['runs']:>6}{s['units']:>7}{s['groups']:>7}{s['optimizer_steps']:>13,}"
                      f"{s['captures']:>7}{(f'{b[0]:,}' if b[0] == b[1] else f'{b[0]:,}-{b[1]:,}'):>19}"
                      f"{s['code_gbit']:>10.2f}{_hours(s['estimated_seconds']):>10}"
-                     f"{s['peak_ram_bytes'] / GB:>8.1f}GB{s['unit_disk_bytes'] / GB:>8.2f}GB  {share}")
+                     f"{s['peak_ram_bytes'] / GB:>8.1f}GB{s['unit_disk_bytes'] / GB:>8.2f}GB"
+                     + (f"{s['peak_device_bytes'] / GB:>8.1f}GB" if calib.get("gpu") else "") + f"  {share}")
     total = sum(s["estimated_seconds"] for s in studies)
     lines.append(f"total: {sum(s['runs'] for s in studies):,} runs, {sum(s['units'] for s in studies):,} units, "
                  f"{sum(s['optimizer_steps'] for s in studies):,} optimizer steps, "
@@ -181,14 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     shape, classes = data_facts(task["data"])[:2]
                     families[info["family"]] = (task["model"], shape, classes, info["flops"])
         calib = calibrate.here(families)
-    costed = [cost_study(p, calib) for p in planned]
-    print(render(costed, calib))
     import os
     limits = calibrate.machine_limits(os.environ.get("ACTIVATION_HASH_OUTPUT", "outputs"))
     if args.max_ram is not None:
         limits["ram_bytes"] = int(args.max_ram * GB)
     if args.max_disk is not None:
         limits["disk_bytes"] = int(args.max_disk * GB)
+    # metrics.max_ram=null is a quarter of the RAM of the machine that runs (codes.source=auto)
+    calib = {**calib, "ram_bytes": int(calib.get("ram_bytes") or limits["ram_bytes"])}
+    costed = [cost_study(p, calib) for p in planned]
+    print(render(costed, calib))
     bad = [line for p, s in zip(planned, costed) for line in misfits(p, s, limits, calib)]
     if args.json:
         from activation_hash.atomic import atomic_write_json

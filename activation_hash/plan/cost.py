@@ -17,8 +17,10 @@ trainer.check_val_every_n_epoch set), as run.py and the batched group do; early 
 not foreseen (every run is costed to its epoch or step limit: an upper bound); peak RAM = process
 base + data (float32, once per unit plus each member's own subset) + per member parameters, gradients
 and two Adam moments (16 bytes a parameter) + the larger of the training activations and the capture
-(one member's packed codes: a group captures its members one at a time, plus the metrics' dense block up to
-`metrics.max_dense_bytes`); disk = a resumable run's last.ckpt (12 bytes a parameter, twice while it is
+(one member's: a group captures its members one at a time; `capture_memory` says what a capture holds
+for each `codes.source`); with a GPU calibration, parameters, optimizer state, activations and the
+network source's Gram matrix count as device memory (`peak_device_bytes`), not RAM; a network-source
+capture pays one forward pass per layer group and its Gram arithmetic at `gram_flops_per_s`; disk = a resumable run's last.ckpt (12 bytes a parameter, twice while it is
 replaced) + saved codes (`codes.save`) + logs.
 """
 
@@ -65,7 +67,42 @@ def run_facts(task: dict[str, Any], data: tuple, info: dict[str, Any], bits: int
             "code_bits": captures * (n_train + n_test) * int(bits),
             "save_codes": bool(codes.get("save", False)), "resumable": task.get("resume", "auto") == "auto",
             "subset": d.get("train_size") is not None,
-            "max_dense_bytes": int((task.get("metrics") or {}).get("max_dense_bytes", 1 << 30))}
+            "max_dense_bytes": int((task.get("metrics") or {}).get("max_dense_bytes", 1 << 30)),
+            "source": codes.get("source", "auto"), "max_ram": (task.get("metrics") or {}).get("max_ram"),
+            "network_ok": _network_ok(task)}
+
+
+def _network_ok(task: dict[str, Any]) -> bool:
+    from activation_hash.codes.source import network_source_reason
+    codes, metrics = task.get("codes") or {}, task.get("metrics") or {}
+    return network_source_reason(codes.get("save"), codes.get("memmap"), metrics.get("which"),
+                                 metrics.get("drop_constant", True)) is None
+
+
+def capture_memory(r: dict[str, Any], bits: int, calib: dict[str, Any]) -> dict[str, Any]:
+    """Where one member's capture holds what (codes.source, `activation_hash.codes.gram`): host
+    bytes, device bytes (GPU calibrations), forward passes, and the Gram arithmetic (FLOPs).
+    memory: the packed codes of both splits plus the metrics' dense block on the host; network:
+    one layer group's packed bits (half of metrics.max_ram) on the host, the Gram matrix (4 bytes
+    an entry on a GPU, 8 on the CPU) and logistic regression's float64 eigendecomposition of the
+    train block (2 x n_train^2 x 8) where the metrics run."""
+    from activation_hash.codes.source import resolve_source
+    n = r["n_train"] + r["n_test"]
+    codes = n * math.ceil(bits / 8)
+    budget = int(r.get("max_ram") or int(calib.get("ram_bytes", 0)) // 4)
+    source = r.get("source", "auto")
+    if source == "auto" and (not r.get("network_ok", True) or budget <= 0):  # no RAM figure: as before
+        source = "memory"
+    budget = max(budget, 2**20)
+    if resolve_source(source, n, bits, budget) == "memory":
+        return {"host": codes + min(r["max_dense_bytes"], 4 * n * bits), "device": 0, "passes": 1, "gram_flops": 0.0}
+    gpu = bool(calib.get("gpu"))
+    group = min(codes, max(1, budget // 2))
+    solver = n * n * (4 if gpu else 8) + 2 * r["n_train"] ** 2 * 8
+    # the Gram product, the eigendecomposition (~4 n_train^3) and batched Lloyd (~50 passes of n^2 x 10 K x 2)
+    flops = 2.0 * n * n * bits + 4.0 * r["n_train"] ** 3 + 50 * 2.0 * n * n * 100
+    return {"host": group + (0 if gpu else solver), "device": solver if gpu else 0,
+            "passes": math.ceil(codes / max(1, budget // 2)), "gram_flops": flops}
 
 
 def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +112,7 @@ def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[
     steps = max(r["steps"] for r in runs)
     epochs = max(r["epochs"] for r in runs)
     batch = max(r["batch"] for r in runs)
+    gram_fps = float(calib.get("gram_flops_per_s") or rate(calib, "eval_flops_per_s", "default"))
     t = dict.fromkeys(TERMS, 0.0)
     t["train"] = steps * (calib["step_overhead_s"] + m * 3 * flops * batch / train_fps)
     t["epoch_machinery"] = epochs * calib["epoch_overhead_s"]
@@ -82,9 +120,13 @@ def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[
         t["validation"] += r["val_epochs"] * (r["n_val"] * flops / eval_fps
                                               + math.ceil(r["n_val"] / r["eval_batch"]) * calib["batch_overhead_s"])
         n = r["n_train"] + r["n_test"]
-        t["capture_forward"] += r["captures"] * (calib["capture_overhead_s"] + n * flops / eval_fps
-                                                 + math.ceil(n / r["eval_batch"]) * calib["batch_overhead_s"])
+        mem = capture_memory(r, r["bits"], calib)
+        t["capture_forward"] += r["captures"] * (calib["capture_overhead_s"] + mem["passes"] * (
+            n * flops / eval_fps + math.ceil(n / r["eval_batch"]) * calib["batch_overhead_s"]))
         for bits in r.get("selection_bits") or [r["bits"]]:  # codes.selections: each scored on its own
+            if mem["gram_flops"]:  # codes.source=network: the Gram arithmetic at the GEMM rate
+                t["capture_metrics"] += r["captures"] * capture_memory(r, bits, calib)["gram_flops"] / gram_fps
+                continue
             t["capture_metrics"] += r["captures"] * (calib["metrics_s_per_gbit"] * n * bits / 1e9
                                                      + calib["knn_s_per_tword_pair"] * r["n_train"] * r["n_test"]
                                                      * math.ceil(bits / 64) / 1e12)
@@ -93,12 +135,18 @@ def unit_cost(runs: Sequence[dict[str, Any]], info: dict[str, Any], calib: dict[
     data += sum(4 * r["dim"] * r["n_train"] for r in runs[1:] if r["subset"])
     params = 16 * info["params"] * m
     activations = 2 * 4 * info["activations"] * batch * m
-    codes = max((r["n_train"] + r["n_test"]) * r["bits"] // 8 for r in runs)  # one member's at a time
-    dense = max(min(r["max_dense_bytes"], 4 * (r["n_train"] + r["n_test"]) * r["bits"]) for r in runs) \
-        if any(r["captures"] for r in runs) else 0
-    ram = int(calib["base_ram_bytes"] + data + params + max(activations, codes + dense))
+    captured = [capture_memory(r, r["bits"], calib) for r in runs if r["captures"]]  # one member's at a time
+    capture_host = max((c["host"] for c in captured), default=0)
+    capture_device = max((c["device"] for c in captured), default=0)
+    if calib.get("gpu"):  # parameters, optimizer state and activations live on the device
+        ram = int(calib["base_ram_bytes"] + data + capture_host)
+        device = int(max(params + activations, params // 4 + capture_device))
+    else:
+        ram = int(calib["base_ram_bytes"] + data + params + max(activations, capture_host))
+        device = 0
     disk = sum(2 * 12 * info["params"] * r["resumable"]
                + (r["captures"] * (r["n_train"] + r["n_test"]) * r["bits"] // 8 if r["save_codes"] else 0)
                + 20_000 * r["captures"] + 200 * r["epochs"] for r in runs)
-    return {"seconds": sum(t.values()), "terms": t, "peak_ram_bytes": ram, "disk_bytes": int(disk),
-            "members": m, "steps": steps}
+    return {"seconds": sum(t.values()), "terms": t, "peak_ram_bytes": ram, "peak_device_bytes": device,
+            "disk_bytes": int(disk), "members": m, "steps": steps,
+            "network_captures": sum(r["captures"] for r in runs if capture_memory(r, r["bits"], calib)["gram_flops"])}

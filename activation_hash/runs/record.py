@@ -82,12 +82,18 @@ def score(train: Any, test: Any, which: Any, options: Mapping[str, Any], device:
     """A capture's encoding metrics from its train and test `SplitCodes`, plus the network's own
     accuracy and loss; for a dead network the code metrics are there, as null."""
     from activation_hash.metrics import compute_families
-    from activation_hash.metrics.registry import CodeSet, families
+    from activation_hash.metrics.registry import CodeSet
     codes = CodeSet(train.codes, train.labels, test.codes, test.labels, train.n_bits, extras=dict(extras or {}),
                     layer_names=tuple(train.layer_names), layer_units=tuple(train.layer_units))
-    metrics = compute_families(codes, which=which, options=dict(options), device=device)
-    metrics.update({"train/net_acc": train.acc, "train/net_loss": train.loss,
-                    "test/net_acc": test.acc, "test/net_loss": test.loss})
+    return complete(compute_families(codes, which=which, options=dict(options), device=device), which, train, test)
+
+
+def complete(metrics: dict[str, Any], which: Any, train: Any, test: Any) -> dict[str, Any]:
+    """A capture's code metrics plus the network's own accuracy and loss on each split; for a
+    dead network the code metrics of `which` are there, as null."""
+    from activation_hash.metrics.registry import families
+    metrics = {**metrics, "train/net_acc": train.acc, "train/net_loss": train.loss,
+               "test/net_acc": test.acc, "test/net_loss": test.loss}
     if metrics.get("n_bits_used") == 0:  # every unit constant: no code to score
         names = {n for name in ([which] if isinstance(which, str) else which) if name in families()
                  for n in families()[name].names}
@@ -177,6 +183,8 @@ class RunRecord:
             common = {"epoch": epoch, "dead_network": dead, "step": step, "reason": reason, "selection": name,
                       "n_bits": metrics.get("n_bits", train.n_bits), "n_bits_used": metrics.get("n_bits_used"),
                       "capture_seconds": round(seconds, 3), "backend": metrics.get("backend")}
+            if "code_passes" in metrics:  # codes.source=network: forward passes over the data it took
+                common["code_passes"] = metrics["code_passes"]
             rows += [{**common, "split": split, **{k: v for k, v in metrics.items() if k.startswith(f"{split}/")}}
                      for split in ("train", "test")]
         self.rows.extend(rows)

@@ -153,6 +153,27 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
     n_classes = classes.size
     neighbors, distances, closer, at_kth = _search(train, y, n_classes, test, k, n_bits, device, block_bytes,
                                                    max_bytes)
+    return _result(classes, y, k, neighbors, distances, closer, at_kth)
+
+
+def knn_result(distance_blocks: Any, train_labels: np.ndarray, k: int) -> KNNResult:
+    """``knn_predict``'s result from exact distances given as (queries, n_train) int32 torch
+    blocks, in query order (e.g. from a Gram matrix of bit overlaps: ``metrics.kernel``)."""
+    import torch
+    classes, y = np.unique(train_labels, return_inverse=True)
+    y = y.reshape(-1)
+    parts, one_hot = [], None
+    for dist in distance_blocks:
+        if one_hot is None:
+            one_hot = torch.nn.functional.one_hot(torch.from_numpy(y).to(dist.device), classes.size).to(torch.float32)
+        parts.append(_select(dist, k, one_hot))
+    neighbors, distances, closer, at_kth = (np.concatenate(p) for p in zip(*parts))
+    return _result(classes, y, k, neighbors, distances, closer, at_kth)
+
+
+def _result(classes: np.ndarray, y: np.ndarray, k: int, neighbors: np.ndarray, distances: np.ndarray,
+            closer: np.ndarray, at_kth: np.ndarray) -> KNNResult:
+    n_classes = classes.size
     n_test = neighbors.shape[0]
     flat = (np.arange(n_test)[:, None] * n_classes + y[neighbors]).ravel()
     votes = np.bincount(flat, minlength=n_test * n_classes).reshape(n_test, n_classes)
