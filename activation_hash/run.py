@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -95,8 +94,6 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     keep_checkpoint = keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),
                                     *([LastEpoch(out)] if keep_checkpoint else [])]
-    if placement.threads:
-        torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
