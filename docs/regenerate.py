@@ -148,15 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     if problems or args.check:
         print("\n".join(problems) or f"ok: {sum(len(blocks(p.read_text())) for p in args.files)} regenerated blocks")
         return 1 if problems else 0
+    chosen = {path: [m["command"] for m in blocks(path.read_text()) if not args.only or args.only in m["command"]]
+              for path in args.files}
     tables: dict[str, str] = {}
-    for path in args.files:
-        text = path.read_text()
-        chosen = [m["command"] for m in blocks(text) if not args.only or args.only in m["command"]]
-        for command in chosen:
-            if command not in tables:
-                print(f"running: {command} {' '.join(args.set)}".rstrip(), flush=True)
-                tables[command] = run(command, args.set)
-        new = BLOCK.sub(lambda m: m.group(0) if m["command"] not in chosen else textwrap.indent(
+    for command in dict.fromkeys(c for commands in chosen.values() for c in commands):
+        print(f"running: {command} {' '.join(args.set)}".rstrip(), flush=True)
+        tables[command] = run(command, args.set)
+    for path, commands in chosen.items():
+        text = path.read_text()  # read again after the runs: edits made meanwhile stay
+        new = BLOCK.sub(lambda m: m.group(0) if m["command"] not in commands else textwrap.indent(
             f"<!-- regenerate: {m['command']} -->\n```\n{tables[m['command']]}\n```\n<!-- /regenerate -->", m["indent"]),
             text)
         if new != text:
