@@ -14,7 +14,9 @@ ACTIVATION_HASH_OUTPUT, with this Python) and rewrites the block with the table 
 its end (activation_hash.summary.print_summary over the run's encoding.jsonl). A command may go on
 with `&& python docs/examples/SCRIPT.py outputs/runs/DATE/TIME ...`: the script then runs on the
 run's directory (which replaces `outputs/runs/DATE/TIME`) and the block is what it prints (a header
-row starting `epoch`, a row per capture). Nothing outside the markers changes.
+row starting `epoch`, a row per capture). A sweep (`-m`) shows each grid point's mean over seeds of
+its runs' last capture (result.json), a row per value of the swept key other than `seed`. Nothing
+outside the markers changes.
 
     python docs/regenerate.py              # run every command, rewrite README.md and docs/*.md
     python docs/regenerate.py --only mnist # only the blocks whose command contains `mnist`
@@ -46,6 +48,7 @@ sys.path.insert(0, str(REPO))  # `python docs/regenerate.py` from a checkout
 BLOCK = re.compile(r"^(?P<indent>[ ]*)<!-- regenerate: (?P<command>[^>]*?) -->\n(?P<body>.*?)^(?P=indent)<!-- /regenerate -->",
                    re.S | re.M)  # indented as a whole inside a list item
 TITLE = "Encoding properties of the neural codes (test set unless .tr)"
+SWEEP_TITLE = "Last capture of each run, mean over seeds"
 THEN = " && "  # a run, then an example script on its directory
 SCRIPTS = "python docs/examples/"
 RUN_DIR = "outputs/runs/DATE/TIME"  # what the docs show for "the run directory printed above"
@@ -61,28 +64,78 @@ def parts(command: str) -> tuple[str, str | None]:
     return run_part, script or None
 
 
-def table_rows(body: str, titled: bool = True) -> list[list[str]]:
-    """The rows (epoch first) of a block's table; ValueError naming what is malformed. `titled`:
-    the run's summary table (its title line first), else an example script's table (header first)."""
+def kind(command: str) -> str:
+    """`run` (one run's summary table), `script` (an example script's table) or `sweep` (-m)."""
+    run_part, script = parts(command)
+    if script is not None:
+        return "script"
+    return "sweep" if {"-m", "--multirun"} & set(shlex.split(run_part)[len(PREFIX.split()):]) else "run"
+
+
+def table_rows(body: str, titled: bool | str = True) -> list[list[str]]:
+    """The rows (epoch first, or the swept value first for a sweep) of a block's table; ValueError
+    naming what is malformed. `titled`: True or "run" for a run's summary table (its title line
+    first), "sweep" for a sweep's table, False or "script" for an example script's (header first)."""
+    block = {True: "run", False: "script"}.get(titled, titled)
     lines = textwrap.dedent(body).strip("\n").splitlines()
-    if len(lines) < 3 + titled or lines[0] != "```" or lines[-1] != "```":
+    if len(lines) < 3 + (block != "script") or lines[0] != "```" or lines[-1] != "```":
         raise ValueError("must be one fenced code block (``` ... ```)")
-    if titled:
-        title, header, *rows = lines[1:-1]
-        if title != TITLE:
-            raise ValueError(f"first line must be the table's title {TITLE!r}")
-    else:
+    if block == "script":
         header, *rows = lines[1:-1]
+    else:
+        title, header, *rows = lines[1:-1]
+        want = TITLE if block == "run" else SWEEP_TITLE
+        if title != want:
+            raise ValueError(f"first line must be the table's title {want!r}")
     columns = header.split()
-    if columns[:1] != ["epoch"] or (titled and columns[:2] != ["epoch", "bits"]):
-        raise ValueError("the header must be: epoch bits ..." if titled else "the header must be: epoch ...")
+    if block == "run" and columns[:2] != ["epoch", "bits"]:
+        raise ValueError("the header must be: epoch bits ...")
+    if block == "script" and columns[:1] != ["epoch"]:
+        raise ValueError("the header must be: epoch ...")
+    if block == "sweep" and columns[1:2] != ["runs"]:
+        raise ValueError("the header must be: KEY runs ...")
     parsed = [row.split() for row in rows]
     for row in parsed:
-        if len(row) != len(columns) or not row[0].isdigit():
+        if len(row) != len(columns) or not (row[0].isdigit() or block == "sweep"):
             raise ValueError(f"row {' '.join(row)!r} does not match the header {' '.join(columns)!r}")
     if not parsed:
         raise ValueError("has no rows")
     return parsed
+
+
+def table_header(body: str) -> list[str]:
+    """The column names of a block's table (the line after the title, or the first)."""
+    lines = textwrap.dedent(body).strip("\n").splitlines()[1:-1]
+    return (lines[1] if lines and lines[0] in (TITLE, SWEEP_TITLE) else lines[0]).split()
+
+
+def sweep_table(out: Path) -> str:
+    """Each grid point's mean (over seeds) of its runs' last capture, from result.json and the
+    job's .hydra/overrides.yaml; a row per value of the swept key (one key besides seed)."""
+    import statistics
+
+    import yaml
+
+    from activation_hash.summary import COLUMNS
+    runs = []
+    for result in sorted(out.rglob("result.json")):
+        overrides = yaml.safe_load((result.parent / ".hydra" / "overrides.yaml").read_text())
+        runs.append((dict(o.lstrip("+").split("=", 1) for o in overrides), json.loads(result.read_text())))
+    keys = [k for k in dict.fromkeys(k for o, _ in runs for k in o) if k != "seed"
+            and len({o.get(k) for o, _ in runs}) > 1]
+    if len(keys) != 1:
+        raise SystemExit(f"a sweep block needs one swept key besides seed; this sweep sweeps {keys or 'none'}")
+    (key,) = keys
+    values = sorted({o[key] for o, _ in runs}, key=lambda v: (float(v) if v.replace(".", "", 1).isdigit() else v))
+    present = [(m, title) for m, title in COLUMNS if m.startswith("test/") and any(m in r for _, r in runs)]
+    lines = [SWEEP_TITLE, "  ".join([f"{key:>11}", "runs", *(f"{t:>7}" for _, t in present)])]
+    for value in values:
+        results = [r for o, r in runs if o[key] == value]
+        means = [statistics.mean(r[m] for r in results if r.get(m) is not None) if any(r.get(m) is not None for r in results)
+                 else None for m, _ in present]
+        lines.append("  ".join([f"{value:>11}", f"{len(results):>4}",
+                                *(f"{x:>7.3f}" if x is not None else f"{'-':>7}" for x in means)]))
+    return "\n".join(lines)
 
 
 def check(files: list[Path], bodies: bool = True) -> list[str]:
@@ -100,7 +153,7 @@ def check(files: list[Path], bodies: bool = True) -> list[str]:
                 problems.append(f"{path}: {script!r} must be `{SCRIPTS}SCRIPT.py {RUN_DIR} ...`")
             try:
                 if bodies:
-                    table_rows(match["body"], titled=script is None)
+                    table_rows(match["body"], titled=kind(match["command"]))
             except ValueError as err:
                 problems.append(f"{path}: block of {match['command']!r}: {err}")
     return problems
@@ -126,6 +179,8 @@ def run(command: str, extra: list[str]) -> str:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{run_part} {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+        if kind(command) == "sweep":
+            return sweep_table(Path(out))
         (found,) = Path(out).rglob("encoding.jsonl")
         if script is None:
             return render([json.loads(line) for line in found.read_text().splitlines()])
