@@ -15,35 +15,19 @@ sweep) unless every one of its grid keys is set on the command line (one grid po
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
-import warnings
 from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
 
+from activation_hash.noise import quiet_third_party_noise
 from activation_hash.schema import ConfigError
 from activation_hash.validate import check_command, runs_jobs
 
 EXIT_CONFIG_ERROR = 2
-
-
-def quiet_third_party_noise() -> None:
-    """Deprecation notes of the libraries that a user can do nothing about."""
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=r".*anonymous setting.*")
-
-    class _Drop(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            message = record.getMessage()
-            return "anonymous setting" not in message and "LeafSpec" not in message
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found
-    for name in ("wandb", "pytorch_lightning", "lightning", "lightning.pytorch", "py.warnings"):
-        logging.getLogger(name).addFilter(_Drop())
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -30,6 +29,7 @@ from activation_hash.codes.select import selection_specs
 from activation_hash.devices import Placement, assign_devices, jobs_at_once, set_threads
 from activation_hash.loggers import build_callbacks, build_loggers, finish_wandb, log_config
 from activation_hash.models.classifier import Classifier, NonFiniteLossError
+from activation_hash.noise import ignore_third_party_warnings
 from activation_hash.runs.build import build
 from activation_hash.runs.checkpoint import LastEpoch, position, resumable
 from activation_hash.runs.claim import claim
@@ -96,8 +96,6 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     keep_checkpoint = keeps_checkpoint(cfg)
     callbacks: list[pl.Callback] = [codes, *_user_callbacks(cfg), *progress_bar(progress),
                                     *([LastEpoch(out)] if keep_checkpoint else [])]
-    if placement.threads:
-        torch.set_num_threads(placement.threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       accelerator=placement.accelerator, devices=placement.devices,
                                       default_root_dir=str(out),
@@ -110,7 +108,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         with warnings.catch_warnings():
             # the run dir already holds config.yaml when the CSV logger starts: expected, not a problem
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
+            ignore_third_party_warnings()  # pytorch_lightning's LeafSpec FutureWarning, every batch
             trainer.fit(module, datamodule=built.datamodule, ckpt_path=checkpoint, weights_only=True)
     finally:
         offline_dir = finish_wandb(loggers)

@@ -71,7 +71,9 @@ def test_bad_settings_fail_with_a_message(sweeps: Path, tmp_path: Path, capsys) 
     bad = [(["report", str(sweeps), "--out", str(tmp_path / "r"), "--set", "phase.rule.eps_r=0.5"], "eps_r < rho_u"),
            (["report", str(sweeps), "--out", str(tmp_path / "r"), "--config", "no_such_config"], "no_such_config"),
            (["report", "--out", str(tmp_path / "r")], "--table"),
-           (["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no such directory")]
+           (["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no such directory"),
+           (["report", str(sweeps), "--out", str(tmp_path / "r"), "--set", "phase.rule.eps_x=0.1"],
+            "no such report setting; did you mean phase.rule.eps_r?")]  # nested keys are offered
     for argv, words in bad:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

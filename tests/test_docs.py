@@ -4,6 +4,7 @@ the documentation site builds with no dead link (`mkdocs build --strict`)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,23 @@ def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "configuration" / "index.html").is_file()
+
+
+WALL_TIME = re.compile(r"(?<![\w.])~?\d[\d,.]*(?: ?[–-] ?\d[\d.]*)? ?(?:ms|s|sec|min|minutes|h|hours|seconds)\b")
+
+
+def wall_times(text: str) -> list[str]:
+    """Durations written in prose (`70 s`, `4 min 45 s`, `~4 h`, `2.5–7 h`), outside code blocks."""
+    prose = re.sub(r"^( *)```.*?^\1```", "", text, flags=re.S | re.M)
+    return WALL_TIME.findall(prose)
+
+
+def test_timings_live_in_bench_readme_not_in_the_user_docs() -> None:
+    """A time measured on one machine goes to bench/README.md under its hardware header, with its
+    command; the user docs link there (or say what the plan command estimates)."""
+    found = {str(p.relative_to(REPO)): times for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+             if (times := wall_times(p.read_text()))}
+    assert found == {}, found
+    assert wall_times("the study took 4 min 45 s, ~4 h or 2.5–7 h, 0.8 s a capture\n```\n70 s\n```\n") == \
+        ["4 min", "45 s", "~4 h", "2.5–7 h", "0.8 s"]
+    assert wall_times("3 epochs, 2 seeds, 10 steps, 12 runs, 1e-3, 5,000 images") == []

@@ -4,6 +4,8 @@ visible next to them, and the script rewrites a block from a (tiny) run and noth
 
 from __future__ import annotations
 
+import collections
+import functools
 import importlib.util
 import re
 import shlex
@@ -28,13 +30,42 @@ def test_the_readme_opening_table_is_a_regenerated_block() -> None:
 
 @pytest.mark.parametrize("path, block", BLOCKS, ids=[f"{p.relative_to(REPO)}:{m['command']}" for p, m in BLOCKS])
 def test_a_block_shows_what_its_command_captures(path: Path, block: re.Match, tmp_path: Path) -> None:
-    cfg = compose_config(shlex.split(block["command"])[3:], output_dir=tmp_path)
-    rows = regenerate.table_rows(block["body"])
-    assert [int(r[0]) for r in rows] == capture_epochs(cfg.codes.epochs, cfg.trainer.max_epochs)
+    run_part, script = regenerate.parts(block["command"])
+    rows = regenerate.table_rows(block["body"], titled=regenerate.kind(block["command"]))
+    if regenerate.kind(block["command"]) == "sweep":  # a row per grid value, with its number of runs
+        assert [(r[0], int(r[1])) for r in rows] == grid_points(run_part, regenerate.table_header(block["body"])[0])
+    else:
+        cfg = compose_config(shlex.split(run_part)[3:], output_dir=tmp_path)
+        assert [int(r[0]) for r in rows] == capture_epochs(cfg.codes.epochs, cfg.trainer.max_epochs)
     # the command is shown, not only named in the (invisible) marker: in the text just above it
     text = path.read_text()
     above = "\n".join(text[:block.start()].splitlines()[-15:])
-    assert block["command"] in above, f"{path.name}: show `{block['command']}` beside its table"
+    for command in filter(None, (run_part, script)):
+        assert command in above, f"{path.name}: show `{command}` beside its table"
+
+
+def grid_points(command: str, key: str) -> list[tuple[str, int]]:
+    """(value of `key`, number of jobs) over the jobs `+experiment=NAME -m` runs (the plan's expansion)."""
+    from activation_hash.plan.expand import jobs
+    args = [a for a in shlex.split(command)[3:] if a not in ("-m", "--multirun")]
+    (study,) = [a.split("=", 1)[1] for a in args if a.startswith("+experiment=")]
+    profile = next((a.split("=", 1)[1] for a in args if a.startswith("profile=")), "smoke")
+    rest = [a for a in args if not a.startswith(("+experiment=", "profile="))]
+    values = [str(functools.reduce(lambda node, part: node[part], key.split("."), job)) for job in jobs(study, profile, rest)[0]]
+    return sorted(collections.Counter(values).items(), key=lambda kv: float(kv[0]))
+
+
+def test_a_sweep_block_is_each_grid_points_mean_over_seeds(tmp_path: Path) -> None:
+    copy = tmp_path / "page.md"
+    copy.write_text("<!-- regenerate: python -m activation_hash model.width=8,16 -m -->\n```\n```\n<!-- /regenerate -->\n")
+    assert regenerate.main(["--files", str(copy), "--set", "trainer.max_epochs=1", "--set", "codes.epochs=[1]",
+                            "--set", "data.train_size=300", "--set", "progress_bar=none", "--set", "seed=0,1"]) == 0
+    (block,) = regenerate.blocks(copy.read_text())
+    rows = regenerate.table_rows(block["body"], titled="sweep")
+    assert regenerate.table_header(block["body"])[:3] == ["model.width", "runs", "red.te"]
+    assert [(r[0], r[1]) for r in rows] == [("8", "2"), ("16", "2")]
+    assert all(0 <= float(x) <= 1 for r in rows for x in r[2:])
+    assert float(rows[0][2]) > float(rows[1][2])  # 8 units hash 300 digits into fewer codes than 16
 
 
 def test_the_script_rewrites_a_block_from_a_run_and_nothing_else(tmp_path: Path) -> None:
@@ -51,7 +82,33 @@ def test_the_script_rewrites_a_block_from_a_run_and_nothing_else(tmp_path: Path)
     assert block["command"] == BLOCKS[0][1]["command"]
 
 
+def test_a_script_block_is_rewritten_from_the_runs_directory(tmp_path: Path) -> None:
+    """`RUN && python docs/examples/SCRIPT.py outputs/runs/DATE/TIME`: the script's table on the
+    run's own directory, inside an indented block (a list item) that stays indented."""
+    (command,) = {m["command"] for _, m in BLOCKS if regenerate.parts(m["command"])[1]}
+    copy = tmp_path / "page.md"
+    copy.write_text(f"- item\n\n  <!-- regenerate: {command} -->\n  ```\n  ```\n  <!-- /regenerate -->\nafter\n")
+    assert regenerate.main(["--files", str(copy), "--check"]) == 1  # an empty block is not a table
+    assert regenerate.main(["--files", str(copy), "--set", "trainer.max_epochs=2", "--set", "codes.epochs=[0,2]",
+                            "--set", "data.train_size=300", "--set", "progress_bar=none"]) == 0
+    text = copy.read_text()
+    (block,) = regenerate.blocks(text)
+    assert block["indent"] == "  " and all(line.startswith("  ") for line in block.group(0).splitlines())
+    rows = regenerate.table_rows(block["body"], titled=False)
+    assert [int(r[0]) for r in rows] == [0, 2] and all(0 <= float(r[1]) <= 1 for r in rows)
+    assert text.endswith("<!-- /regenerate -->\nafter\n") and regenerate.main(["--files", str(copy), "--check"]) == 0
+
+
+def test_only_rewrites_the_blocks_it_names(tmp_path: Path) -> None:
+    copy = tmp_path / "page.md"
+    copy.write_text(BLOCKS[0][1].group(0) + "\n")
+    assert regenerate.main(["--files", str(copy), "--only", "no such command"]) == 0
+    assert copy.read_text() == BLOCKS[0][1].group(0) + "\n"
+
+
 def test_a_malformed_block_is_named() -> None:
     body = "```\nsomething else\n epoch bits\n     0  184\n```\n"
     with pytest.raises(ValueError, match="title"):
         regenerate.table_rows(body)
+    with pytest.raises(ValueError, match="header"):
+        regenerate.table_rows("```\n firing entropy\n 0.5 0.5\n```\n", titled=False)

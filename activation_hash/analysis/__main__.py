@@ -125,9 +125,11 @@ def _type_problem(current: Any, value: Any) -> str | None:
 def _report_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for key in cfg.keys():
-        node = cfg._get_node(key)
         keys.append(f"{prefix}{key}")
-        if isinstance(node, DictConfig) and key not in ("labels", "value_labels"):
+        if key in ("labels", "value_labels") or OmegaConf.is_missing(cfg, key) or OmegaConf.is_interpolation(cfg, key):
+            continue  # a leaf: not descended into, nothing resolved
+        node = cfg[key]
+        if isinstance(node, DictConfig):
             keys += _report_keys(node, f"{prefix}{key}.")
     return keys
 

@@ -58,6 +58,7 @@ from activation_hash.metrics import WHICH
 from activation_hash.metrics.encoding import resolve_max_ram
 from activation_hash.metrics.registry import families, load_plugins
 from activation_hash.models.classifier import NonFiniteLossError
+from activation_hash.noise import ignore_third_party_warnings
 from activation_hash.runs.build import build, set_up_data
 from activation_hash.runs.checkpoint import GroupLastEpoch, flush_csv, forget, group_resume_point, position
 from activation_hash.runs.claim import claim, comparable, move_aside
@@ -509,7 +510,7 @@ class _Group:
         started, finished = time.perf_counter(), False
         try:
             with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=DeprecationWarning)
+                ignore_third_party_warnings()  # pytorch_lightning's LeafSpec FutureWarning, every batch
                 trainer.fit(module, train_dataloaders=zipped, ckpt_path=self.checkpoint, weights_only=True)
             finished = True
         finally:  # every member's loggers are closed, its W&B run finished, whatever happened

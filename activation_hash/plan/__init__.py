@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from activation_hash.noise import quiet_third_party_noise
 from activation_hash.plan.cost import TERMS, run_facts, unit_cost
 
 GB = 1e9
@@ -168,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-ram", type=float, metavar="GB", help="RAM limit for --check (default: this machine's)")
     parser.add_argument("--max-disk", type=float, metavar="GB", help="disk limit for --check (default: free space)")
     args = parser.parse_args(argv)
+    quiet_third_party_noise()
     from activation_hash.plan.expand import studies_available
     studies, profile, overrides = _split(args.overrides)
     known = studies_available()

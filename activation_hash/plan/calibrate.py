@@ -21,12 +21,15 @@ folder); a family measured once is not measured again. RAM and disk limits are t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
 import platform
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +64,8 @@ def _timed_run(overrides: list[str], folder: Path) -> float:
     with open_dict(cfg):
         cfg.output_dir = str(folder / str(len(list(folder.iterdir()))))
     started = time.perf_counter()
-    run(cfg)
+    with contextlib.redirect_stdout(io.StringIO()):  # the run's table is not the plan's output
+        run(cfg)
     return time.perf_counter() - started
 
 
@@ -170,6 +174,10 @@ def here(families: dict[str, tuple[dict, tuple[int, ...], int, int]], path: Path
     path = path or cache_path()
     calib: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
+    missing = ("step_overhead_s" not in calib or "metrics_s_per_gbit" not in calib
+               or any(name not in calib.get("train_flops_per_s", {}) for name in families))
+    if missing:  # stderr: stdout is the plan
+        print(f"calibrating this machine's unit costs (once, cached in {path})", file=sys.stderr, flush=True)
     if "step_overhead_s" not in calib:
         import resource
         calib.update(measure_overheads())
