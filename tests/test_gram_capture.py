@@ -104,6 +104,12 @@ def test_auto_takes_the_network_only_past_the_budget_and_when_nothing_needs_the_
     assert resolve_source("auto", 1000, 80_000, 10**6, save=True) == "memory"
     assert resolve_source("auto", 1000, 80_000, 10**6, which=["knn", "retrieval"]) == "memory"
     assert resolve_source("memory", 1000, 80_000, 10**6) == "memory"
+    # on a GPU: codes with more bits than rows score from the Gram matrix when it fits there
+    assert resolve_source("auto", 1000, 8000, 10**9, device_memory=80 * 10**9) == "network"
+    assert resolve_source("auto", 10_000, 8000, 10**9, device_memory=80 * 10**9) == "memory"       # rows > bits
+    assert resolve_source("auto", 60_000, 10**6, 10**12, n_train=50_000, device_memory=80 * 10**9) == "network"
+    assert resolve_source("auto", 60_000, 10**6, 10**12, n_train=50_000, device_memory=40 * 10**9) == "memory"
+    assert resolve_source("auto", 1000, 8000, 10**9, device_memory=80 * 10**9, which=["binary_encoding"]) == "memory"
 
 
 @pytest.mark.parametrize("overrides,says", [
