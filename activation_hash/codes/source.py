@@ -18,8 +18,8 @@ def network_source_reason(save: object, memmap: object, which: object, drop_cons
     which = [which] if isinstance(which, str) else list(which if which is not None else WHICH)
     bad = unsupported(which)
     if bad:
-        return (f"scores only {', '.join(KERNEL_FAMILIES)} from the rows' Gram matrix; metrics.which also names "
-                f"{', '.join(bad)}: drop them or use codes.source=memory")
+        return (f"scores only {', '.join(KERNEL_FAMILIES)} from the rows' Gram matrix, and families that read no "
+                f"code bits; metrics.which also names {', '.join(bad)}: drop them or use codes.source=memory")
     return None
 
 
