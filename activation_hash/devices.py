@@ -154,6 +154,15 @@ def metrics_device(requested: object, module_device: Any) -> Any:
     return None if device.type == "cpu" else device
 
 
+def device_memory(device: Any) -> int | None:
+    """Total memory of a CUDA `device` in bytes (torch's public device properties); None for the
+    CPU (None) or any other device."""
+    if device is None or getattr(device, "type", str(device)) != "cuda":
+        return None
+    import torch
+    return int(torch.cuda.get_device_properties(device).total_memory)
+
+
 def check_metrics_device(requested: object) -> Any:
     """Fail before training on a metrics.device this machine cannot use."""
     import torch

@@ -104,6 +104,13 @@ def test_auto_takes_the_network_only_past_the_budget_and_when_nothing_needs_the_
     assert resolve_source("auto", 1000, 80_000, 10**6, save=True) == "memory"
     assert resolve_source("auto", 1000, 80_000, 10**6, which=["knn", "retrieval"]) == "memory"
     assert resolve_source("memory", 1000, 80_000, 10**6) == "memory"
+    # on a GPU: codes with more bits than rows score from the Gram matrix when it fits there
+    assert resolve_source("auto", 1000, 8000, 10**9, device_memory=80 * 10**9) == "network"
+    assert resolve_source("auto", 10_000, 8000, 10**9, device_memory=80 * 10**9) == "memory"       # rows > bits
+    assert resolve_source("auto", 60_000, 10**6, 10**12, n_train=50_000, device_memory=80 * 10**9) == "network"
+    assert resolve_source("auto", 60_000, 10**6, 10**12, n_train=50_000, device_memory=40 * 10**9) == "memory"
+    assert resolve_source("auto", 1000, 8000, 10**9, device_memory=80 * 10**9, which=["retrieval"]) == "memory"
+    assert resolve_source("auto", 1000, 8000, 10**9, device_memory=80 * 10**9, which=["knn", "binary_encoding"]) == "network"
 
 
 @pytest.mark.parametrize("overrides,says", [
@@ -203,3 +210,21 @@ def test_codes_wider_than_max_ram_never_held(tmp_path: Path) -> None:
           f"packed codes {n * bits / 8 / 2**20:.1f} MiB")
     assert result["metrics"]["code_passes"] >= 30  # half the budget per group: 1,748 bytes of each row
     assert result["metrics"]["n_bits_used"] > bits // 2 and 0 <= result["metrics"]["test/knn_acc"] <= 1
+
+
+def test_families_that_read_no_code_bits_run_with_the_network_source(tmp_path: Path) -> None:
+    """model=binary_encoding's family reads the latents and logits, not the code bits: with
+    codes.source=network it runs on extras collected in the first pass, equal to the memory run's."""
+    rows = {}
+    for source in ("memory", "network"):
+        cfg = compose_config(["model=binary_encoding", "model.backbone.width=16", "trainer.max_epochs=1",
+                              "codes.epochs=[1]", "data.train_size=300", "data.test_size=200", "progress_bar=none",
+                              "codes.verbose=false", "metrics.backend=torch", f"codes.source={source}"],
+                             output_dir=tmp_path / source)
+        run(cfg)
+        rows[source] = [json.loads(line) for line in (tmp_path / source / "encoding.jsonl").read_text().splitlines()]
+    test = {s: next(r for r in rows[s] if r["split"] == "test") for s in rows}
+    assert test["network"]["code_passes"] == 1
+    for key in ("test/binarity_separation", "test/same_encoding_frac", "test/nc1", "test/redundancy", "test/knn_acc",
+                "test/kmeans_acc", "n_bits_used"):
+        assert test["network"][key] == pytest.approx(test["memory"][key], rel=1e-9, abs=1e-12), key

@@ -52,7 +52,7 @@ from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary, selection_specs
-from activation_hash.devices import Placement, metrics_device
+from activation_hash.devices import Placement, device_memory, metrics_device
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
 from activation_hash.metrics.encoding import resolve_max_ram
@@ -457,7 +457,9 @@ class _Group:
         self.sources = [resolve_source(cfg.codes.get("source", "auto"), info.n_train + info.n_test,
                                        sum(units[i][1] for i in self.layers), budget,
                                        save=cfg.codes.get("save", False), memmap=cfg.codes.get("memmap", False),
-                                       which=self.which, drop_constant=self.options.get("drop_constant", True))
+                                       which=self.which, drop_constant=self.options.get("drop_constant", True),
+                                       device_memory=device_memory(metrics_device(self.device_request, self.device)),
+                                       n_train=info.n_train)
                         for cfg, info, units in zip(cfgs, infos, self.units)]
         # the probes and the network source read a plain network: each member's solo module, its
         # weights put back at a capture

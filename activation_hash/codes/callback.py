@@ -28,7 +28,7 @@ from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary
 from activation_hash.data.protocol import DataInfo
 from activation_hash.data.protocol import describe as describe_data
-from activation_hash.devices import metrics_device
+from activation_hash.devices import device_memory, metrics_device
 from activation_hash.metrics import WHICH
 from activation_hash.metrics.encoding import resolve_max_ram
 from activation_hash.metrics.registry import families
@@ -54,7 +54,7 @@ class NeuralCodeCallback(pl.Callback):
         self.capture_last = capture_last
         self.memmap = memmap
         self.source_spec, self.save = source, save  # codes.source (resolved at setup), codes.save
-        self.source = "memory"
+        self.source: str | None = None
         self.data = data  # read from trainer.datamodule at setup when not given
         self.epochs: list[int] = []
 
@@ -75,11 +75,7 @@ class NeuralCodeCallback(pl.Callback):
         self.layers = parse_layers(self.layer_spec, len(self.units), names=[name for name, _ in self.units])
         # each selection: 0-based indices into the captured layers (the selections' numbering)
         self.selections = parse_selections(self.selection_specs, [self.units[i][0] for i in self.layers])
-        self.source = resolve_source(self.source_spec, self.data.n_train + self.data.n_test,
-                                     sum(self.units[i][1] for i in self.layers),
-                                     resolve_max_ram(self.metric_kwargs.get("max_ram")), save=self.save,
-                                     memmap=self.memmap, which=self.metric_kwargs.get("which"),
-                                     drop_constant=self.metric_kwargs.get("drop_constant", True))
+        self.source = None  # resolved at the first capture, on the device the metrics run on
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # only a run that starts at epoch 0 captures epoch 0: a resumed run's network is trained
@@ -118,6 +114,13 @@ class NeuralCodeCallback(pl.Callback):
         sizes = {"train": data.n_train, "test": data.n_test}
         which = self.metric_kwargs.get("which", WHICH)
         device = metrics_device(self.device_request, pl_module.device)
+        if self.source is None:
+            self.source = resolve_source(self.source_spec, data.n_train + data.n_test,
+                                         sum(self.units[i][1] for i in self.layers),
+                                         resolve_max_ram(self.metric_kwargs.get("max_ram")), save=self.save,
+                                         memmap=self.memmap, which=self.metric_kwargs.get("which"),
+                                         drop_constant=self.metric_kwargs.get("drop_constant", True),
+                                         device_memory=device_memory(device), n_train=data.n_train)
         if self.source == "network":  # no codes held: the rows' Gram matrix, layer group by layer group
             train, test, raw = score_network(pl_module, data.eval_loaders(), self.layers, self.units, self.selections,
                                              sizes, self.metric_kwargs, which, device)

@@ -50,7 +50,7 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
     correct = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
     kept: dict[str, list[np.ndarray]] = {name: [] for name in extras}
-    hook = _penultimate_hook(model, kept) if "penultimate" in kept else None
+    hook = penultimate_hook(model, kept) if "penultimate" in kept else None
     try:
         with CodeRecorder(model, layers) as rec:
             for x, y in batches:
@@ -89,7 +89,7 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
                       extras={name: np.concatenate(parts) for name, parts in kept.items()})
 
 
-def _penultimate_hook(model: nn.Module, kept: dict[str, list[np.ndarray]]):
+def penultimate_hook(model: nn.Module, kept: dict[str, list[np.ndarray]]):
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear: a metric family asked for penultimate features "

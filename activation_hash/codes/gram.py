@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from activation_hash.codes.capture import CodeRecorder, pack_bits
-from activation_hash.codes.collect import SplitCodes
+from activation_hash.codes.collect import SplitCodes, penultimate_hook
 from activation_hash.codes.source import network_source_reason, resolve_source  # noqa: F401 (re-exported)
 
 # one unpacked column chunk on the device: at most about this many bytes (N x columns x 9)
@@ -52,7 +52,7 @@ class GramCapture:
     grams: dict[str, torch.Tensor]
     n_bits: dict[str, int]
     n_bits_used: dict[str, int]
-    splits: dict[str, SplitCodes]           # codes=None: labels, n_bits, loss, acc, layers
+    splits: dict[str, SplitCodes]           # codes=None: labels, n_bits, loss, acc, layers, extras
     passes: int = 0                         # forward passes over the data (one per group)
     n_rows: dict[str, int] = field(default_factory=dict)
 
@@ -84,11 +84,13 @@ def gram_dtype(device: torch.device, n_bits: int) -> torch.dtype:
 @torch.inference_mode()
 def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequence[int],
                  units: Sequence[int], names: Sequence[str], selections: Mapping[str, Sequence[int]],
-                 sizes: Mapping[str, int], budget_bytes: int, device: torch.device | None = None) -> GramCapture:
+                 sizes: Mapping[str, int], budget_bytes: int, device: torch.device | None = None,
+                 extras: Sequence[str] = ()) -> GramCapture:
     """The Gram capture of `model` (module docstring). `layers`: the captured layers (0-based
     indices of the network's code layers) with their `units` and `names`; `selections`:
     {name: 0-based indices into the captured layers}; `sizes`: rows per split; `device`: where
-    the Gram matrices live (the model's device when None)."""
+    the Gram matrices live (the model's device when None); `extras`: per-sample arrays collected
+    in the first pass, as `collect_codes` collects them."""
     model_device = next(model.parameters()).device
     device = torch.device(device) if device is not None else model_device
     n = sum(sizes[s] for s in SPLITS)
@@ -108,10 +110,16 @@ def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequ
             row = 0
             for split in SPLITS:
                 labels, loss, correct, start = [], 0.0, 0, row
+                kept: dict[str, list[np.ndarray]] = {name: [] for name in (extras if gi == 0 else ())}
+                hook = penultimate_hook(model, kept) if "penultimate" in kept else None
                 with CodeRecorder(model, [layers[i] for i in needed]) as rec:
                     for x, y in loaders[split]:
                         x, y = x.to(model_device, non_blocking=True), y.to(model_device, non_blocking=True)
                         logits = model(x)
+                        if "inputs" in kept:
+                            kept["inputs"].append(x.flatten(1).float().cpu().numpy())
+                        if "logits" in kept:
+                            kept["logits"].append(logits.float().cpu().numpy())
                         per_layer = dict(zip(needed, rec.take_layers()))
                         for piece in group:
                             li, lo, hi = piece
@@ -121,13 +129,16 @@ def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequ
                             correct += int((logits.argmax(1) == y).sum())
                             labels.append(y.cpu())
                         row += len(y)
+                if hook is not None:
+                    hook.remove()
                 if row - start != sizes[split]:
                     raise ValueError(f"the {split} loader yielded {row - start} samples, expected {sizes[split]}")
                 if gi == 0:
                     m = sizes[split]
                     splits[split] = SplitCodes(codes=None, labels=torch.cat(labels).numpy().astype(np.int64),
                                                n_bits=sum(units), loss=loss / m, acc=correct / m,
-                                               layer_names=list(names), layer_units=list(units))
+                                               layer_names=list(names), layer_units=list(units),
+                                               extras={k: np.concatenate(v) for k, v in kept.items()})
             for piece in group:
                 owners = holders[piece[0]]
                 if owners:
@@ -174,18 +185,31 @@ def score_network(model: nn.Module, loaders: Mapping[str, Iterable], layers: Seq
     codes never held (module docstring); `runs.record.complete` adds the network's own accuracy
     and loss as for the memory path. `units`: (name, units) of every code layer of the network; `layers`: the captured
     ones; `options`: metrics.* (metrics.max_ram bounds one group's packed bits at half of it)."""
-    from activation_hash.metrics.encoding import WHICH, resolve_max_ram
-    from activation_hash.metrics.kernel import KernelCodes, kernel_families
+    from activation_hash.metrics import compute_families
+    from activation_hash.metrics.encoding import BASE_NAMES, WHICH, resolve_max_ram
+    from activation_hash.metrics.kernel import KERNEL_FAMILIES, KernelCodes, kernel_families
+    from activation_hash.metrics.registry import CodeSet, families
+    which = [which] if isinstance(which, str) else list(WHICH if which is None else which)
+    from_gram = [w for w in which if w in KERNEL_FAMILIES]
+    codes_free = [w for w in which if w not in KERNEL_FAMILIES]  # MetricFamily.reads_codes is False
+    known = families()
+    extras = sorted({e for w in codes_free for e in (*known[w].needs, *known[w].wants)})
     budget = resolve_max_ram(options.get("max_ram")) // 2
     captured = [units[i] for i in layers]
     capture = collect_gram(model, loaders, layers, [u for _, u in captured], [name for name, _ in captured],
-                           selections, sizes, budget, device)
+                           selections, sizes, budget, device, extras)
     train, test = capture.splits["train"], capture.splits["test"]
     scored = {}
     for name in selections:
         codes = KernelCodes(capture.grams.pop(name), sizes["train"], train.labels, test.labels,
                             capture.n_bits[name], capture.n_bits_used[name])
-        scored[name] = {**kernel_families(codes, WHICH if which is None else which, options),
-                        "code_passes": capture.passes}
+        scored[name] = {**kernel_families(codes, from_gram, options), "code_passes": capture.passes}
         del codes
+        if codes_free:  # on code arrays of no columns: these families read labels, extras, layer names
+            chosen = [captured[i][0] for i in selections[name]]
+            empty = CodeSet(np.zeros((sizes["train"], 0), np.uint8), train.labels, np.zeros((sizes["test"], 0), np.uint8),
+                            test.labels, 0, {f"{s}/{k}": v for s, part in capture.splits.items() for k, v in part.extras.items()},
+                            tuple(chosen), tuple(captured[i][1] for i in selections[name]))
+            free = compute_families(empty, codes_free, {k: v for k, v in options.items() if k != "which"}, device)
+            scored[name].update({k: v for k, v in free.items() if k not in (*BASE_NAMES, "backend", "dead_network")})
     return train, test, scored

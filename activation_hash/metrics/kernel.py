@@ -55,8 +55,11 @@ class KernelCodes:
 
 
 def unsupported(which: Iterable[str]) -> list[str]:
-    """The families of ``which`` that need the codes themselves."""
-    return [w for w in which if w not in KERNEL_FAMILIES]
+    """The families of ``which`` that need the codes themselves: neither scored from the Gram
+    matrix here nor free of code bits (``MetricFamily.reads_codes``)."""
+    from .registry import families
+    known = families()
+    return [w for w in which if w not in KERNEL_FAMILIES and (w not in known or known[w].reads_codes)]
 
 
 def _blocks(n: int, row_bytes: int) -> Iterable[tuple[int, int]]:
@@ -120,9 +123,9 @@ def kernel_families(codes: KernelCodes, which: Iterable[str] | str, options: Map
     from .torch_backend import kmeans_gram
     options = dict(options or {})
     which = (which,) if isinstance(which, str) else tuple(which)
-    bad = unsupported(which)
+    bad = [w for w in which if w not in KERNEL_FAMILIES]
     if bad:
-        raise ValueError(f"metrics.which={list(which)}: codes.source=network scores only "
+        raise ValueError(f"metrics.which={list(which)}: scored from the Gram matrix are only "
                          f"{', '.join(KERNEL_FAMILIES)}; not {', '.join(bad)}")
     g, n = codes.gram, codes.n_train
     n_test = g.shape[0] - n

@@ -78,6 +78,9 @@ class MetricFamily:
     wants: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
     needs_bits: bool = True
+    # False: the family reads no code bits (only labels, extras and layer names), so a capture that
+    # never holds the codes (codes.source=network) can still run it, on code arrays of no columns
+    reads_codes: bool = True
 
 
 _REGISTRY: dict[str, MetricFamily] = {}

@@ -94,7 +94,8 @@ def capture_memory(r: dict[str, Any], bits: int, calib: dict[str, Any]) -> dict[
     if source == "auto" and (not r.get("network_ok", True) or budget <= 0):  # no RAM figure: as before
         source = "memory"
     budget = max(budget, 2**20)
-    if resolve_source(source, n, bits, budget) == "memory":
+    gpu_memory = int(calib.get("device_memory_bytes") or 0) if calib.get("gpu") else 0
+    if resolve_source(source, n, bits, budget, device_memory=gpu_memory or None, n_train=r["n_train"]) == "memory":
         return {"host": codes + min(r["max_dense_bytes"], 4 * n * bits), "device": 0, "passes": 1, "gram_flops": 0.0}
     gpu = bool(calib.get("gpu"))
     group = min(codes, max(1, budget // 2))

@@ -60,5 +60,5 @@ def _check(options) -> None:
 
 FAMILY = MetricFamily(name="binary_encoding", names=NAMES, compute=_compute,
                       options={"gmm_seed": 0, "hist_bins": 30, "latent_layer": "latent_code", "max_latent_dim": 64},
-                      needs=("penultimate", "logits"), drop_constant=False, needs_bits=False, check=_check,
+                      needs=("penultimate", "logits"), drop_constant=False, needs_bits=False, check=_check, reads_codes=False,
                       description="latent binarity, same-encoding fraction, neural collapse, reliability")
