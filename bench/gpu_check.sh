@@ -2,8 +2,9 @@
 # GPU checks in one go, under 5 minutes worst case on one GPU: a training run on CUDA, the
 # batched-training benchmark, the GEMM K-NN path against faiss on the same codes, a batched group
 # through the launcher's code on CUDA against its solo twin, stacked CNN steps, and the metric
-# backends (torch on CUDA against scikit-learn, per family, with agreement figures). Every step
-# runs under its own `timeout`; the limits below sum to 270 s (plus at most 2 s per step for a
+# backends (torch on CUDA against scikit-learn, per family, with agreement figures) and a capture
+# that scores a CNN's codes from the network (codes.source=network) against the memory path. Every step
+# runs under its own `timeout`; the limits below sum to 275 s (plus at most 2 s per step for a
 # kill), and the script refuses to start if they sum to more than 290 s. Each step prints
 # "PASS" (exit 0 within its limit) or "FAIL (exit N[, timed out])", the next step runs anyway,
 # and a summary ends the output; the exit status is 1 if any step failed. PASS means the step
@@ -41,7 +42,7 @@ case "${1:-}" in
 esac
 
 # seconds per step on the GPU machine (name=limit); the --cpu run multiplies them by 4
-LIMITS=(setup=15 cuda=10 train=30 batched=40 knn=20 group=45 stacked=25 backends=85)
+LIMITS=(setup=15 cuda=10 train=30 batched=40 knn=20 group=45 stacked=25 backends=70 gram=20)
 KILL_AFTER=2
 total=0
 for entry in "${LIMITS[@]}"; do total=$((total + ${entry#*=})); done
@@ -187,6 +188,48 @@ step stacked "stacked CNN steps (tiny/resnet20, ${STACKED[*]}) vs solo steps on 
 
 step backends "metric backends: torch on ${DEV} vs scikit-learn/faiss on the CPU, per family, with agreement (${BACKENDS[*]})" \
     "$PY" bench/bench_backends.py --device "$DEV" "${BACKENDS[@]}"
+
+step gram "codes.source=network on ${DEV}: a conv net's codes (more bits than rows) scored from the Gram matrix vs the memory path" \
+    "$PY" - "$DEV" "$MODE" <<'PY'
+import sys
+import time
+import torch
+from torch import nn
+from activation_hash.codes.capture import describe_units
+from activation_hash.codes.collect import collect_codes
+from activation_hash.codes.gram import score_network
+from activation_hash.runs.record import score_selections
+
+device, mode = torch.device(sys.argv[1]), sys.argv[2]
+n_train, n_test = (600, 200) if mode == "cpu" else (3000, 1000)
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                    nn.Flatten(), nn.Linear(16 * 28 * 28, 10)).to(device)
+gen = torch.Generator().manual_seed(1)
+centers = torch.randn(10, 1, 28, 28, generator=gen)
+loaders = {}
+for split, n in (("train", n_train), ("test", n_test)):
+    y = torch.randint(0, 10, (n,), generator=gen)
+    x = centers[y] + torch.randn(n, 1, 28, 28, generator=gen)
+    loaders[split] = [(x[i:i + 250], y[i:i + 250]) for i in range(0, n, 250)]
+units = describe_units(net, (1, 28, 28))
+which = ["redundancy", "kmeans", "knn", "logreg"]
+t0 = time.perf_counter()
+_, _, got = score_network(net, loaders, [0, 1], units, {"all": [0, 1]}, {"train": n_train, "test": n_test},
+                          {"max_ram": 2**30}, which, device)
+t_net = time.perf_counter() - t0
+t0 = time.perf_counter()
+codes = {s: collect_codes(net, loaders[s], [0, 1]) for s in loaders}
+want = score_selections(codes["train"], codes["test"], None, which, {"backend": "torch"}, device)["all"]
+t_mem = time.perf_counter() - t0
+got = got["all"]
+for key in ("train/redundancy", "test/redundancy", "test/knn_acc", "n_bits_used"):
+    assert got[key] == want[key], (key, got[key], want[key])
+gaps = {k: abs(got[k] - want[k]) for k in ("train/kmeans_acc", "test/kmeans_acc", "test/logreg_acc")}
+assert gaps["test/logreg_acc"] <= 0.01 and max(gaps["train/kmeans_acc"], gaps["test/kmeans_acc"]) <= 0.12, gaps
+print(f"{n_train:,} + {n_test:,} codes of {got['n_bits']:,} bits on {device}: network {t_net:.1f} s "
+      f"({got['code_passes']} pass), memory path {t_mem:.1f} s; redundancy, K-NN equal; gaps {gaps}")
+PY
 
 rm -rf /tmp/gpu_check_run_$$ /tmp/gpu_group_$$ /tmp/gpu_solo_$$
 echo
