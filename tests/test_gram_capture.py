@@ -202,8 +202,10 @@ def test_codes_wider_than_max_ram_never_held(tmp_path: Path) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # the stated bound: the budget, the Gram matrix (float64 on the CPU), logistic regression's
     # float64 train block and eigenvectors, three activation tensors of one batch (the forward
-    # pass's own), 6 MB for the solvers' small arrays -- less than the packed codes alone
-    bound = budget + n * n * 8 + 2 * n_train * n_train * 8 + 3 * bits * 4 + 6 * 2**20
+    # pass's own), the one-vs-one solver's gathered rows (45 pairs x 2 n_train / 10 rows x rank,
+    # float64, and its product), 4 MiB for the rest -- less than the packed codes alone
+    ovo = 45 * (2 * n_train // 10) * n_train * 8 * 2
+    bound = budget + n * n * 8 + 2 * n_train * n_train * 8 + 3 * bits * 4 + ovo + 4 * 2**20
     assert bound < n * bits // 8
     assert result["grown"] < bound, (result["grown"], bound)
     print(f"peak growth {result['grown'] / 2**20:.1f} MiB, bound {bound / 2**20:.1f} MiB, "
