@@ -110,11 +110,17 @@ def fit(model: torch.nn.Module, loaders: Sequence, optimizer_factory: Callable[.
 
 def train_solo(net: torch.nn.Module, loader, optimizer: torch.optim.Optimizer, epochs: int) -> torch.nn.Module:
     """The solo reference a member must equal: what Lightning's automatic optimization does per
-    batch (zero_grad, forward, cross-entropy, backward, step), for `epochs` passes over `loader`."""
+    batch (zero_grad, forward, cross-entropy plus the network's loss terms as `Classifier` adds
+    them, backward, step), for `epochs` passes over `loader`."""
     net.train()
     for _ in range(epochs):
         for x, y in loader:
             optimizer.zero_grad()
-            F.cross_entropy(net(x), y).backward()
+            loss = F.cross_entropy(net(x), y)
+            for module in net.modules():
+                if callable(getattr(module, "loss_terms", None)):
+                    for term in module.loss_terms():
+                        loss = loss + term.weight * term.value
+            loss.backward()
             optimizer.step()
     return net

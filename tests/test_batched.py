@@ -51,7 +51,9 @@ def test_initial_weights_and_data_order_are_a_solo_runs(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("extra", [[], ["model.batch_norm=true"], ["optimizer=sgd"],
-                                   ["optimizer.weight_decay=0.01"], ["model.depth=2"]])
+                                   ["optimizer.weight_decay=0.01"], ["model.depth=2"],
+                                   # Keras L2 on every weight matrix (the output layer's too), padded widths
+                                   ["model.depth=2", "model.l2=0.01"]])
 def test_final_weights_equal_solo_runs(tmp_path, extra) -> None:
     members = _members(tmp_path, VARIANTS, *extra)
     batched = BatchedMLP([m.net for m in members])
@@ -119,3 +121,29 @@ def test_the_solo_reference_loop_is_runs_trajectory(tmp_path) -> None:
     assert again["test/net_acc"] == pytest.approx(result["test/net_acc"])
     assert again["test/redundancy"] == pytest.approx(result["test/redundancy"])
     assert again["test/knn_acc"] == pytest.approx(result["test/knn_acc"])
+
+
+def test_member_l2_terms_are_each_solo_networks_keras_l2(tmp_path) -> None:
+    """Per member, the solo MLP's keras_l2 value (every Linear weight, the output layer's too, no
+    biases; padded zeros add nothing), and its gradient 2 * l2 * W on the member's own weights."""
+    from activation_hash.models.loss_terms import keras_l2
+
+    members = _members(tmp_path, VARIANTS, "model.depth=2", "model.l2=0.5")
+    batched = BatchedMLP([m.net for m in members])
+    (term,) = batched.member_loss_terms()
+    assert term.name == "l2" and term.weight == 0.5 and term.value.shape == (3,)
+    for i, m in enumerate(members):
+        expected = keras_l2(m.net, 0.5).value
+        assert term.value[i].item() == pytest.approx(expected.item(), rel=1e-6)
+        assert expected.item() > sum(lin.weight.pow(2).sum().item() for lin in list(m.net)[1:-1]
+                                     if isinstance(lin, torch.nn.Linear))  # the output layer counts
+    (term.weight * term.value).sum().backward()
+    assert torch.equal(batched.weight[-1].grad, 2 * 0.5 * batched.weight[-1].detach())
+    assert batched.bias[0].grad is None or torch.all(batched.bias[0].grad == 0)
+
+
+def test_refuses_members_with_different_l2(tmp_path) -> None:
+    members = _members(tmp_path, [["model.l2=0.1"], ["model.l2=0.2"]])
+    with pytest.raises(ValueError, match="model.l2"):
+        BatchedMLP([m.net for m in members])
+    assert BatchedMLP([members[0].net]).l2 == 0.1

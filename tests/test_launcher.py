@@ -131,15 +131,19 @@ def _pair(tmp_path, variants, *common):
                                    ["model.depth=2", "codes.selections={all:all,l1:1,l2:2}"],
                                    # stops after epoch 2 (no loss improves by 10): a "stopped" capture
                                    ["trainer.max_epochs=4", "codes.epochs=[0,1,4]",
-                                    "callbacks.early_stopping.min_delta=10", "callbacks.early_stopping.patience=1"]])
+                                    "callbacks.early_stopping.min_delta=10", "callbacks.early_stopping.patience=1"],
+                                   # the Keras L2 term (the authors' recipe): in each member's loss, train/loss_l2 logged
+                                   ["model.l2=0.01"]])
 def test_member_run_dirs_equal_solo_runs(tmp_path, extra) -> None:
     solo, batch = _pair(tmp_path, MEMBERS, *extra)
+    assert unbatchable_reason(batch[0]) is None and plan(batch, pad_widths=True)[0] == [[0, 1]]
     expected = [run(cfg) for cfg in solo]
     got = run_group(batch)
     for s, b, e, g in zip(solo, batch, expected, got):
         keys: dict[str, float] = {}
         worst = compare_runs(Path(b.output_dir), Path(s.output_dir), keys)
         assert ("val/loss" in keys) == ("trainer.check_val_every_n_epoch=1" in extra), keys  # only where asked for
+        assert ("train/loss_l2" in keys) == ("model.l2=0.01" in extra), keys
         if "model.batch_norm=true" not in extra:
             assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
             assert worst.get("codes bits differing", 0) == 0, worst

@@ -9,6 +9,11 @@ decay of a zero weight is zero), and `member_codes` drops it.
 
 Batch norm is per member: one `F.batch_norm` whose channels are (member, unit) pairs, so each
 member's statistics are over its own batch, with BatchNorm1d's kernel (momentum 0.1, eps 1e-5).
+
+The solo MLP's Keras L2 term (`model.l2`, `models.loss_terms.keras_l2`: l2 * sum(W ** 2) over every
+Linear weight, the output layer's included, no biases) is `member_loss_terms()`: per member the sum
+over its slices of the stacked weights (a padded weight is 0: it adds 0 and gets gradient 0, so it
+stays 0). The members share one l2 (model.l2 is not a batchable key).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from activation_hash.models.loss_terms import LossTerm
 
 
 def _layers(solo: nn.Sequential) -> list[tuple[nn.Linear, nn.BatchNorm1d | None]]:
@@ -42,6 +49,7 @@ class BatchedMLP(nn.Module):
         if len({tuple(bn is not None for _, bn in p) for p in per_member}) != 1:
             raise ValueError("model.batch_norm: batched members must all use batch norm or none")
         self.members, self.momentum, self.eps = len(solos), momentum, eps
+        self.l2 = _shared_l2(solos)
         self.widths = [[lin.out_features for lin, _ in p] for p in per_member]
         self.padded = len({tuple(w) for w in self.widths}) > 1  # else no mask is needed
         self.batch_norm = per_member[0][0][1] is not None
@@ -105,6 +113,14 @@ class BatchedMLP(nn.Module):
                 keep.append(h)
         raise AssertionError("unreachable")
 
+    def member_loss_terms(self) -> list[LossTerm]:
+        """The solo MLP's `loss_terms()` for every member at once: each term's value is (members,),
+        member m's entry its solo network's value (Keras L2: the sum of its weight matrices' squares)."""
+        if self.l2 <= 0:
+            return []
+        value = sum(w.pow(2).sum((1, 2)) for w in self.weight)
+        return [LossTerm("l2", value, self.l2)]
+
     def _norm(self, h: torch.Tensor, i: int, part: slice = slice(None)) -> torch.Tensor:
         """Each member's batch norm as one `F.batch_norm` over members x units channels: the same
         kernel, and per channel the same arithmetic, as each solo run's BatchNorm1d (`part`: the
@@ -140,3 +156,15 @@ class BatchedMLP(nn.Module):
                     bn.running_var.copy_(getattr(self, f"running_var{i}")[m, :lin.out_features])
                     bn.num_batches_tracked.copy_(self.num_batches_tracked[m])
         return solo
+
+
+def _shared_l2(solos: Sequence[nn.Sequential]) -> float:
+    """The members' one Keras L2 factor; refuses loss terms the batched MLP does not add."""
+    for solo in solos:
+        names = [t.name for t in solo.loss_terms()] if callable(getattr(solo, "loss_terms", None)) else []
+        if names not in ([], ["l2"]):
+            raise ValueError(f"model: loss terms {names}: the batched MLP adds only the Keras L2 term")
+    values = {float(getattr(solo, "l2", 0.0)) for solo in solos}
+    if len(values) > 1:
+        raise ValueError(f"model.l2={sorted(values)}: batched members must share one value")
+    return values.pop() if values else 0.0

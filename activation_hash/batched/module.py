@@ -23,6 +23,11 @@ because Adam moves parameters even at zero gradient (its moment estimates), its 
 batch-norm statistics are put back after every optimizer step. Per-epoch work (validation,
 captures, logging, early stopping) is the group's callback (`run_group._GroupRecorder`), which
 takes the members' epoch losses and accuracies from `end_epoch(members)` when their own epochs end.
+
+Loss terms (the batched MLP's Keras L2, `BatchedMLP.member_loss_terms()`: values of shape (M,)) are
+added to each member's loss as the solo `Classifier` adds them (`weight * value`), and each term's
+mean over the member's batches comes back from `end_epoch` as `train/loss_<name>`; `train/loss`
+stays the cross-entropy alone, as the solo run logs it.
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ class BatchedClassifier(pl.LightningModule):
         self.members = int(net.members)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.active = [True] * self.members
-        self._sums = self._correct = self._count = None
+        self._sums = self._correct = self._count = self._batches = None
+        self._terms: dict[str, torch.Tensor] = {}
         self._saved: tuple[list[int], list[torch.Tensor]] | None = None
         self._weight_key: tuple[bool, ...] | None = None
         self._weight: torch.Tensor | None = None
@@ -127,7 +133,13 @@ class BatchedClassifier(pl.LightningModule):
             clip_norm_per_member(grads, float(gradient_clip_val))
 
     def on_train_start(self) -> None:
-        self._sums, self._correct, self._count = (torch.zeros(self.members, device=self.device) for _ in range(3))
+        self._sums, self._correct, self._count, self._batches = (torch.zeros(self.members, device=self.device)
+                                                                 for _ in range(4))
+        self._terms = {}
+
+    def _loss_terms(self) -> list:
+        terms = getattr(self.net, "member_loss_terms", None)
+        return terms() if callable(terms) else []
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *valid = batch
@@ -144,11 +156,20 @@ class BatchedClassifier(pl.LightningModule):
         else:
             rows = torch.full((self.members,), float(y.shape[1]), device=self.device)
             per_member = per_sample.mean(1)
+        terms = self._loss_terms()
+        loss = per_member
+        for term in terms:  # as the solo Classifier: weight x value added to each member's loss
+            loss = loss + term.weight * term.value
         with torch.no_grad():  # summed as the solo Classifier sums them: float32 loss x batch size
             self._sums += per_member.detach() * rows
             self._correct += right.sum(1)
             self._count += rows
-        return (per_member * self._weights()).sum()
+            self._batches += 1
+            for term in terms:  # the unweighted value, a mean over batches at the epoch's end
+                if term.name not in self._terms:
+                    self._terms[term.name] = torch.zeros(self.members, device=self.device)
+                self._terms[term.name] += term.value.detach().float()
+        return (loss * self._weights()).sum()
 
     def _weights(self) -> torch.Tensor:
         """1 for a training member, 0 for a stopped one; rebuilt (a host-to-device copy) only when
@@ -167,15 +188,19 @@ class BatchedClassifier(pl.LightningModule):
                     tensor[stopped] = old
             self._saved = None
 
-    def end_epoch(self, members: list[int]) -> list[tuple[float, float]]:
-        """Each of `members`' mean training loss and accuracy since its last epoch end (one copy to
-        the host for all of them); starts their next epoch."""
+    def end_epoch(self, members: list[int]) -> list[tuple[float, float, dict[str, float]]]:
+        """Each of `members`' mean training loss and accuracy since its last epoch end, and its loss
+        terms' means over its batches ({"train/loss_<name>": mean}) (one copy to the host for all
+        of them); starts their next epoch."""
         idx = torch.tensor(members, device=self.device)
-        count = self._count[idx]
-        stats = torch.stack([self._sums[idx] / count, self._correct[idx] / count], 1).tolist()
-        for t in (self._sums, self._correct, self._count):
+        count, batches = self._count[idx], self._batches[idx]
+        names = list(self._terms)
+        stats = torch.stack([self._sums[idx] / count, self._correct[idx] / count,
+                             *(self._terms[name][idx] / batches for name in names)], 1).tolist()
+        for t in (self._sums, self._correct, self._count, self._batches, *self._terms.values()):
             t[idx] = 0
-        return [(loss, acc) for loss, acc in stats]
+        return [(loss, acc, {f"train/loss_{name}": v for name, v in zip(names, rest)})
+                for loss, acc, *rest in stats]
 
     def stopped(self) -> list[int]:
         return [m for m, a in enumerate(self.active) if not a]

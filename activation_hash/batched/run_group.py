@@ -147,8 +147,6 @@ def unbatchable_reason(cfg: DictConfig) -> str | None:
                    if name not in BATCHED_PROBES and _probe_runs(name, metrics, shape)]
         if running:
             return f"metrics: network probes ({', '.join(running)}) are not batched"
-        if (c.get("model") or {}).get("l2"):
-            return "model.l2: the batched MLP does not add the Keras L2 loss term"
         if (c.get("model") or {}).get("_target_") != MLP_TARGET:
             return _model_reason(c["model"], shape, int(dm.num_classes))
     except Exception as err:  # a bad data, model or probe config fails in the solo run with its own message
@@ -395,8 +393,9 @@ class _GroupRecorder(pl.Callback):
         for epoch in sorted({self.trained[m] for m in members} & set(self.epochs)):
             group.capture([m for m in members if self.trained[m] == epoch], epoch, self.step)
         for m in members:
-            loss, acc = stats[m]
-            group.log(m, {"epoch": float(self.trained[m]), "train/loss": loss, "train/acc": acc}, self.step[m] - 1)
+            loss, acc, terms = stats[m]
+            group.log(m, {"epoch": float(self.trained[m]), "train/loss": loss, "train/acc": acc, **terms},
+                      self.step[m] - 1)
             if not math.isfinite(loss):
                 self.failed[m] = f"training loss became {loss} during epoch {self.trained[m]} (global step {self.step[m]})"
                 pl_module.active[m] = False
