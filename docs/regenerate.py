@@ -149,8 +149,8 @@ def block_rows(body: str, command: str) -> list[list[str]]:
         if report_file(command).endswith(".md"):
             return markdown_rows(body)
         lines = textwrap.dedent(body).strip("\n").splitlines()
-        if len(lines) < 3 or lines[0] != "```" or lines[-1] != "```":
-            raise ValueError("must be one fenced code block (``` ... ```) holding the file")
+        if len(lines) < 4 or lines[0] != "```" or lines[-1] != "```":
+            raise ValueError("must be one fenced code block (``` ... ```) holding the file: a header and rows")
         return [line.split(",") for line in lines[2:-1]]
     return table_rows(body, titled=kind(command))
 
@@ -239,8 +239,8 @@ def report_tables(run_part: str, names: list[str], extra: list[str]) -> dict[str
             path = Path(report) / name
             if not path.is_file():
                 written = sorted(p.name for p in Path(report).iterdir() if p.suffix in (".md", ".csv"))
-                raise SystemExit(f"error: report: {name}: the report on `{run_part}` did not write it; "
-                                 f"it wrote {', '.join(written)}")
+                raise SystemExit(f"error: report={name}: the report on `{run_part}` did not write it; "
+                                 f"it wrote: {', '.join(written)}")
             text = path.read_text().strip("\n")
             if name.endswith(".md"):
                 lines = text.splitlines()
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running: {command} {' '.join(args.set)}".rstrip(), flush=True)
         tables[command] = f"```\n{run(command, args.set)}\n```"
     for run_part, shown in reports.items():
-        print(f"running: {run_part} {' '.join(args.set)} && {REPORT_COMMAND} ({', '.join(map(report_file, shown))})",
+        print(f"running: {' '.join([run_part, *args.set])} && {REPORT_COMMAND} ({', '.join(map(report_file, shown))})",
               flush=True)
         files = report_tables(run_part, list(dict.fromkeys(map(report_file, shown))), args.set)
         tables.update({command: files[report_file(command)] for command in shown})
