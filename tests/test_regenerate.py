@@ -169,6 +169,36 @@ def test_a_report_block_names_a_file_of_the_report(tmp_path: Path) -> None:
     assert regenerate.check([page], bodies=False) == []
 
 
+def test_a_report_file_is_shown_as_the_block_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No run: a stand-in report writes a Markdown table and a CSV; the table loses its `# title`
+    line only, the CSV is fenced as written, and a file the report did not write is named with
+    the files it did write."""
+    import subprocess
+    import types
+
+    def report(argv: list[str], **kwargs) -> types.SimpleNamespace:
+        out = Path(argv[argv.index("--out") + 1])
+        (out / "x_table.md").write_text("# Last capture, x\n\n| a | b |\n|---|---:|\n| 1 | 2.5 ± 0.1 |\n")
+        (out / "x.csv").write_text("a,b\n1,2.5\n")
+        return types.SimpleNamespace(returncode=0, stderr="")
+    monkeypatch.setattr(regenerate, "_run", lambda run_part, extra, out: {})
+    monkeypatch.setattr(subprocess, "run", report)
+    tables = regenerate.report_tables("python -m activation_hash -m", ["x_table.md", "x.csv"], [])
+    assert tables == {"x_table.md": "\n| a | b |\n|---|---:|\n| 1 | 2.5 ± 0.1 |\n", "x.csv": "```\na,b\n1,2.5\n```"}
+    assert regenerate.markdown_rows(tables["x_table.md"]) == [["1", "2.5 ± 0.1"]]
+    with pytest.raises(SystemExit, match=r"report=y_table.md: .* it wrote: x.csv, x_table.md"):
+        regenerate.report_tables("python -m activation_hash -m", ["y_table.md"], [])
+
+
+def test_a_malformed_report_table_is_named() -> None:
+    with pytest.raises(ValueError, match="one Markdown table"):
+        regenerate.markdown_rows("\n*caption*\n| a |\n|---|\n| 1 |\n")
+    with pytest.raises(ValueError, match="header row"):
+        regenerate.markdown_rows("\n| a | b |\n| 1 | 2 |\n")
+    with pytest.raises(ValueError, match="does not match the header"):
+        regenerate.markdown_rows("\n| a | b |\n|---|---|\n| 1 |\n")
+
+
 def test_only_rewrites_the_blocks_it_names(tmp_path: Path) -> None:
     copy = tmp_path / "page.md"
     copy.write_text(BLOCKS[0][1].group(0) + "\n")
