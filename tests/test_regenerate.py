@@ -33,7 +33,11 @@ def test_a_block_shows_what_its_command_captures(path: Path, block: re.Match, tm
     run_part, script = regenerate.parts(block["command"])
     rows = regenerate.block_rows(block["body"], block["command"])
     if regenerate.kind(block["command"]) == "report":  # a table the report writes on the jobs the command runs
-        assert rows and regenerate.report_file(block["command"]) in report_tables(run_part)
+        study, grid = study_jobs(run_part)
+        assert rows and regenerate.report_file(block["command"]) in report_tables(study, grid)
+        header = [c.strip() for c in block["body"].strip().splitlines()[0].strip("|").split("|")]
+        if "runs" in header:  # each of the command's runs counted in one row
+            assert sum(int(r[header.index("runs")]) for r in rows) == len(grid)
         script = f"{regenerate.REPORT_COMMAND} "  # shown beside it, and the file's name too (below)
     elif regenerate.kind(block["command"]) == "sweep":  # a row per grid value, with its number of runs
         assert [(r[0], int(r[1])) for r in rows] == grid_points(run_part, regenerate.table_header(block["body"])[0])
@@ -48,16 +52,20 @@ def test_a_block_shows_what_its_command_captures(path: Path, block: re.Match, tm
         assert command in above, f"{path.name}: show `{command}` beside its table"
 
 
-def report_tables(command: str) -> set[str]:
-    """The Markdown tables the report writes on the jobs of `command` (whose jobs must compose): its
-    table recipes for the study (conf/report/default.yaml), and per data set the DLGN section's
-    (a study with DLGN runs) and the retrieval section's."""
-    from activation_hash.analysis.report import load_config
+def study_jobs(command: str) -> tuple[str, list[dict]]:
+    """The study `+experiment=NAME -m` names and its jobs (the plan's expansion; they must compose)."""
     from activation_hash.plan.expand import jobs
     args = [a for a in shlex.split(command)[3:] if a not in ("-m", "--multirun")]
     (study,) = [a.split("=", 1)[1] for a in args if a.startswith("+experiment=")]
     profile = next((a.split("=", 1)[1] for a in args if a.startswith("profile=")), "smoke")
-    grid = jobs(study, profile, [a for a in args if not a.startswith(("+experiment=", "profile="))])[0]
+    return study, jobs(study, profile, [a for a in args if not a.startswith(("+experiment=", "profile="))])[0]
+
+
+def report_tables(study: str, grid: list[dict]) -> set[str]:
+    """The Markdown tables the report writes on a study's jobs: its table recipes for the study
+    (conf/report/default.yaml), and per data set the DLGN section's (a study with DLGN runs) and
+    the retrieval section's."""
+    from activation_hash.analysis.report import load_config
     names = {job["data"]["name"] for job in grid}
     cfg = load_config()
     tables = {f"{r['name']}.md" for r in cfg.figures if r.get("kind") == "table" and r.get("study") == study
@@ -157,10 +165,10 @@ def test_a_report_block_is_the_report_file_of_the_commands_runs(tmp_path: Path) 
 
 
 def test_a_report_block_names_a_file_of_the_report(tmp_path: Path) -> None:
-    assert "dlgn_vs_relu_mnist_table.md" in report_tables("python -m activation_hash +experiment=dlgn_vs_relu -m")
-    assert "retrieval_mnist_table.md" in report_tables("python -m activation_hash +experiment=retrieval -m")
-    assert "binenc_table.md" in report_tables("python -m activation_hash +experiment=binary_encoding -m")
-    assert not report_tables("python -m activation_hash +experiment=model_size -m")
+    tables = {name: report_tables(*study_jobs(f"python -m activation_hash +experiment={name} -m"))
+              for name in ("dlgn_vs_relu", "retrieval", "binary_encoding", "model_size")}
+    assert tables == {"dlgn_vs_relu": {"dlgn_vs_relu_mnist_table.md"}, "retrieval": {"retrieval_mnist_table.md"},
+                      "binary_encoding": {"binenc_table.md"}, "model_size": set()}
     page = tmp_path / "page.md"
     for bad in ("report: ", "report: ../x.md", "report: table.png"):
         page.write_text(f"<!-- regenerate: python -m activation_hash -m && {bad} -->\n<!-- /regenerate -->\n")
