@@ -1,6 +1,7 @@
 """Rewrite the numbers the docs show from the command shown beside them, so none is typed by hand.
 
-A regenerated block is a fenced code block between two markers that name its command:
+A regenerated block is a table between two markers that name its command, a fenced code block
+(Markdown for a report's table, below):
 
     <!-- regenerate: python -m activation_hash -->
     ```
@@ -15,7 +16,24 @@ its end (activation_hash.summary.print_summary over the run's encoding.jsonl). A
 with `&& python docs/examples/SCRIPT.py outputs/runs/DATE/TIME ...`: the script then runs on the
 run's directory (which replaces `outputs/runs/DATE/TIME`) and the block is what it prints (a header
 row starting `epoch`, a row per capture). A sweep (`-m`) shows each grid point's mean over seeds of
-its runs' last capture (result.json), a row per value of the swept key other than `seed`. Nothing
+its runs' last capture (result.json), a row per value of the swept key other than `seed`.
+
+A study's report table: a command may instead go on with `&& report: FILE`,
+
+    <!-- regenerate: python -m activation_hash +experiment=dlgn_vs_relu -m && report: dlgn_vs_relu_mnist_table.md -->
+
+    | width | model | epoch | runs | test redundancy | ... |
+    |---:|---|---:|---:|---:|...|
+    | 10 | ReLU MLP | 4 | 2 | ... |
+
+    <!-- /regenerate -->
+
+which runs the command (a sweep or a single run), then `python -m activation_hash.analysis report
+DIR --out REPORT` on the runs it wrote (DIR: the temporary output, which holds only them), and puts
+REPORT/FILE between the markers: a Markdown file (`.md`, the report's tables) as Markdown, its
+`# title` line dropped (the page has its own headings) and blank lines around it so the page renders
+the table; any other file (a `.csv`) as a fenced code block. FILE is a name the report writes (see
+activation_hash/analysis/report.py); the blocks of one command run it and its report once. Nothing
 outside the markers changes.
 
     python docs/regenerate.py              # run every command, rewrite README.md and docs/*.md
@@ -51,6 +69,8 @@ TITLE = "Encoding properties of the neural codes (test set unless .tr)"
 SWEEP_TITLE = "Last capture of each run, mean over seeds"
 THEN = " && "  # a run, then an example script on its directory
 SCRIPTS = "python docs/examples/"
+REPORT = "report: "  # a run, then the report on its runs: `RUN && report: FILE`
+REPORT_COMMAND = "python -m activation_hash.analysis report"  # what the docs show beside a report block
 RUN_DIR = "outputs/runs/DATE/TIME"  # what the docs show for "the run directory printed above"
 
 
@@ -65,10 +85,11 @@ def parts(command: str) -> tuple[str, str | None]:
 
 
 def kind(command: str) -> str:
-    """`run` (one run's summary table), `script` (an example script's table) or `sweep` (-m)."""
+    """`run` (one run's summary table), `script` (an example script's table), `sweep` (-m) or
+    `report` (a file of the report on the command's runs)."""
     run_part, script = parts(command)
     if script is not None:
-        return "script"
+        return "report" if script.startswith(REPORT) else "script"
     return "sweep" if {"-m", "--multirun"} & set(shlex.split(run_part)[len(PREFIX.split()):]) else "run"
 
 
@@ -101,6 +122,37 @@ def table_rows(body: str, titled: bool | str = True) -> list[list[str]]:
     if not parsed:
         raise ValueError("has no rows")
     return parsed
+
+
+def report_file(command: str) -> str:
+    """The report file a `RUN && report: FILE` block shows."""
+    return parts(command)[1][len(REPORT):].strip()
+
+
+def markdown_rows(body: str) -> list[list[str]]:
+    """The body rows (cells) of a report block's Markdown table; ValueError naming what is malformed."""
+    lines = [line.strip() for line in textwrap.dedent(body).strip("\n").splitlines()]
+    if not lines or not all(line.startswith("|") for line in lines):
+        raise ValueError("must be one Markdown table (| ... | rows one after the other, blank lines around)")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    if len(cells) < 3 or not all(c and set(c) <= set(":-") for c in cells[1]):
+        raise ValueError("the table needs a header row, a |---| row and at least one row")
+    for row in cells[1:]:
+        if len(row) != len(cells[0]):
+            raise ValueError(f"row {' | '.join(row)!r} does not match the header {' | '.join(cells[0])!r}")
+    return cells[2:]
+
+
+def block_rows(body: str, command: str) -> list[list[str]]:
+    """The rows of a block's table, read as its command's kind writes it."""
+    if kind(command) == "report":
+        if report_file(command).endswith(".md"):
+            return markdown_rows(body)
+        lines = textwrap.dedent(body).strip("\n").splitlines()
+        if len(lines) < 4 or lines[0] != "```" or lines[-1] != "```":
+            raise ValueError("must be one fenced code block (``` ... ```) holding the file: a header and rows")
+        return [line.split(",") for line in lines[2:-1]]
+    return table_rows(body, titled=kind(command))
 
 
 def table_header(body: str) -> list[str]:
@@ -149,11 +201,15 @@ def check(files: list[Path], bodies: bool = True) -> list[str]:
             run_part, script = parts(match["command"])
             if not run_part.startswith(PREFIX):
                 problems.append(f"{path}: {match['command']!r} is not a `{PREFIX} ...` command")
-            if script is not None and (not script.startswith(SCRIPTS) or RUN_DIR not in script):
-                problems.append(f"{path}: {script!r} must be `{SCRIPTS}SCRIPT.py {RUN_DIR} ...`")
+            if kind(match["command"]) == "report":
+                name = report_file(match["command"])
+                if not name or Path(name).name != name or not name.endswith((".md", ".csv")):
+                    problems.append(f"{path}: {script!r} must be `{REPORT}FILE.md` (or .csv): a file the report writes")
+            elif script is not None and (not script.startswith(SCRIPTS) or RUN_DIR not in script):
+                problems.append(f"{path}: {script!r} must be `{SCRIPTS}SCRIPT.py {RUN_DIR} ...` or `{REPORT}FILE`")
             try:
                 if bodies:
-                    table_rows(match["body"], titled=kind(match["command"]))
+                    block_rows(match["body"], match["command"])
             except ValueError as err:
                 problems.append(f"{path}: block of {match['command']!r}: {err}")
     return problems
@@ -169,16 +225,52 @@ def render(records: list[dict]) -> str:
     return "\n".join(line for line in lines if line.strip() and set(line.strip()) != {"─"})
 
 
-def run(command: str, extra: list[str]) -> str:
-    """Run `command` as written (plus `extra` overrides on the run) and return its table."""
-    run_part, script = parts(command)
-    args = shlex.split(run_part)[len(PREFIX.split()):]
-    with tempfile.TemporaryDirectory() as out:
-        env = {**os.environ, "ACTIVATION_HASH_OUTPUT": out}
-        proc = subprocess.run([sys.executable, "-m", "activation_hash", *args, *extra], cwd=REPO, env=env,
-                              capture_output=True, text=True)
+def report_tables(run_part: str, names: list[str], extra: list[str]) -> dict[str, str]:
+    """Run `run_part` (plus `extra`), then the report on its runs; each named report file as the
+    block shows it (Markdown: title dropped, blank lines around; else a fenced code block)."""
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as report:
+        env = _run(run_part, extra, out)
+        proc = subprocess.run([sys.executable, "-m", "activation_hash.analysis", "report", out, "--out", report],
+                              cwd=REPO, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SystemExit(f"{run_part} {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{REPORT_COMMAND} (on {run_part}) failed:\n{proc.stderr[-3000:]}")
+        tables = {}
+        for name in names:
+            path = Path(report) / name
+            if not path.is_file():
+                written = sorted(p.name for p in Path(report).iterdir() if p.suffix in (".md", ".csv"))
+                raise SystemExit(f"error: report={name}: the report on `{run_part}` did not write it; "
+                                 f"it wrote: {', '.join(written)}")
+            text = path.read_text().strip("\n")
+            if name.endswith(".md"):
+                lines = text.splitlines()
+                if lines and lines[0].startswith("# "):
+                    lines = lines[1:]
+                tables[name] = "\n" + "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
+            else:
+                tables[name] = f"```\n{text}\n```"
+        return tables
+
+
+def _run(run_part: str, extra: list[str], out: str) -> dict[str, str]:
+    """Run `run_part` (plus `extra` overrides) with its output in `out`; the environment it ran in."""
+    args = shlex.split(run_part)[len(PREFIX.split()):]
+    env = {**os.environ, "ACTIVATION_HASH_OUTPUT": out}
+    proc = subprocess.run([sys.executable, "-m", "activation_hash", *args, *extra], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{run_part} {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+    return env
+
+
+def run(command: str, extra: list[str]) -> str:
+    """Run `command` as written (plus `extra` overrides on the run) and return its table (a report
+    block: the file as the block shows it, see `report_tables`)."""
+    run_part, script = parts(command)
+    if kind(command) == "report":
+        return report_tables(run_part, [report_file(command)], extra)[report_file(command)]
+    with tempfile.TemporaryDirectory() as out:
+        env = _run(run_part, extra, out)
         if kind(command) == "sweep":
             return sweep_table(Path(out))
         (found,) = Path(out).rglob("encoding.jsonl")
@@ -206,13 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {path: [m["command"] for m in blocks(path.read_text()) if not args.only or args.only in m["command"]]
               for path in args.files}
     tables: dict[str, str] = {}
-    for command in dict.fromkeys(c for commands in chosen.values() for c in commands):
+    commands = list(dict.fromkeys(c for commands in chosen.values() for c in commands))
+    reports: dict[str, list[str]] = {}  # one run and one report per run command, whatever files its blocks show
+    for command in commands:
+        if kind(command) == "report":
+            reports.setdefault(parts(command)[0], []).append(command)
+            continue
         print(f"running: {command} {' '.join(args.set)}".rstrip(), flush=True)
-        tables[command] = run(command, args.set)
+        tables[command] = f"```\n{run(command, args.set)}\n```"
+    for run_part, shown in reports.items():
+        print(f"running: {' '.join([run_part, *args.set])} && {REPORT_COMMAND} ({', '.join(map(report_file, shown))})",
+              flush=True)
+        files = report_tables(run_part, list(dict.fromkeys(map(report_file, shown))), args.set)
+        tables.update({command: files[report_file(command)] for command in shown})
     for path, commands in chosen.items():
         text = path.read_text()  # read again after the runs: edits made meanwhile stay
         new = BLOCK.sub(lambda m: m.group(0) if m["command"] not in commands else textwrap.indent(
-            f"<!-- regenerate: {m['command']} -->\n```\n{tables[m['command']]}\n```\n<!-- /regenerate -->", m["indent"]),
+            f"<!-- regenerate: {m['command']} -->\n{tables[m['command']]}\n<!-- /regenerate -->", m["indent"]),
             text)
         if new != text:
             path.write_text(new)
