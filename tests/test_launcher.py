@@ -318,3 +318,19 @@ def test_batched_groups_go_through_submitit_and_requeue_as_the_same_unit(tmp_pat
     unit = _Unit()
     again = unit.checkpoint(0, [1, 2], ["a"])                     # what submitit calls on preemption
     assert again.function is unit and again.args == (0, [1, 2], ["a"])
+
+
+def test_members_record_their_jobs_config_choices(tmp_path) -> None:
+    """A batched member's meta.json names the config-group options of its own job (model: mlp, ...),
+    as a solo run's does: the report's model_name and the claims read them (a group once wrote {})."""
+    from activation_hash.analysis.collect import collect_runs
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "activation_hash", "-m", "hydra/launcher=batched", *SMALL,
+                          "trainer.max_epochs=1", "codes.epochs=[1]", "seed=0,1", "codes.save=false",
+                          f"hydra.sweep.dir={tmp_path}"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "batched group of 2 jobs" in out.stderr + out.stdout
+    metas = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/meta.json"))]
+    assert len(metas) == 2 and all(m["batched"]["members"] == 2 for m in metas)
+    assert all(m["config_choices"].get("model") == "mlp" and m["config_choices"].get("data") for m in metas)
+    assert set(collect_runs([tmp_path])["model_name"]) == {"mlp"}

@@ -210,10 +210,12 @@ def group_key(cfg: DictConfig) -> str:
 
 def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
               placement: Placement | None = None,
-              tags: list[list[str]] | None = None) -> list[dict[str, Any] | BaseException]:
+              tags: list[list[str]] | None = None,
+              choices: list[dict[str, str]] | None = None) -> list[dict[str, Any] | BaseException]:
     """Train the group; per member its result dict (what run(cfg) returns: the summary, or a
     finished run's saved result, or {"skipped": ...}), or the exception that failed it. `tags`:
-    per member the W&B tags a solo run takes from its job's overrides (the launcher's)."""
+    per member the W&B tags a solo run takes from its job's overrides (the launcher's);
+    `choices`: per member its job's config-group choices, for its meta.json (the launcher's)."""
     for cfg in cfgs:
         check_config(cfg)
         if (reason := unbatchable_reason(cfg)) is not None:
@@ -225,7 +227,7 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
     results: list[Any] = [None] * len(cfgs)
     with interruptible([Path(cfg.output_dir) for cfg in cfgs]):  # SIGTERM/SIGINT: exit 143/130, one line
         try:
-            _claim_and_train(cfgs, results, device, placement, tags)
+            _claim_and_train(cfgs, results, device, placement, tags, choices)
         except Exception as err:
             if (full := disk_full(err, Path(cfgs[0].output_dir))) is not None:
                 raise full from err
@@ -234,7 +236,8 @@ def run_group(cfgs: list[DictConfig], device: str | torch.device | None = None,
 
 
 def _claim_and_train(cfgs: list[DictConfig], results: list[Any], device: str | torch.device | None,
-                     placement: Placement | None, tags: list[list[str]] | None) -> None:
+                     placement: Placement | None, tags: list[list[str]] | None,
+                     choices: list[dict[str, str]] | None = None) -> None:
     with contextlib.ExitStack() as stack:
         todo = []
         for i, cfg in enumerate(cfgs):
@@ -254,7 +257,7 @@ def _claim_and_train(cfgs: list[DictConfig], results: list[Any], device: str | t
                         move_aside(out, "it holds a member of another group, or of this one without a "
                                         "readable checkpoint")
             group = _Group([cfgs[i] for i in todo], device, placement, [tags[i] for i in todo] if tags else None,
-                           checkpoint)
+                           checkpoint, [choices[i] for i in todo] if choices else None)
             for i, result in zip(todo, group.train()):
                 results[i] = result
 
@@ -416,7 +419,8 @@ class _GroupRecorder(pl.Callback):
 
 class _Group:
     def __init__(self, cfgs: list[DictConfig], device: str | torch.device | None, placement: Placement | None,
-                 tags: list[list[str]] | None = None, checkpoint: Path | None = None):
+                 tags: list[list[str]] | None = None, checkpoint: Path | None = None,
+                 choices: list[dict[str, str]] | None = None):
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.device = _device(self.cfg, device)
         self.placement = placement or Placement(self.device.type, [self.device.index or 0]
@@ -469,9 +473,11 @@ class _Group:
             self.records = [RunRecord(cfg, clean_labels=info.train_clean_labels) for cfg, info in zip(cfgs, infos)]
             if self.resumed_at:
                 log.info("batched group resuming from epoch %d (%s)", self.resumed_at[0], checkpoint)
-            for record, units in zip(self.records, self.units):
-                # as a solo run: config.yaml, meta.json, and the captures up to the checkpoint
-                record.start(units, self.placement, self.resumed_at, batched=batched)
+            for m, (record, units) in enumerate(zip(self.records, self.units)):
+                # as a solo run: config.yaml, meta.json (its job's config choices), and the captures
+                # up to the checkpoint
+                own = {"config_choices": choices[m]} if choices else {}
+                record.start(units, self.placement, self.resumed_at, batched=batched, **own)
             # after meta.json (its first start names each member's W&B run)
             self.loggers = [build_loggers(cfg.get("logger"), extra_tags=t, own_run=True)
                             for cfg, t in zip(cfgs, tags or [[]] * len(cfgs))]

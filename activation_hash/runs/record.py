@@ -353,12 +353,13 @@ def meta(units: list[tuple[str, int]], placement: Any, previous: Path | None = N
         "started": earlier.get("started", now),
         **({"resumed": resumed} if resumed else {}),
         "placement": dataclasses.asdict(placement),
-        "config_choices": _choices(),
+        "config_choices": config_choices(),
     }
 
 
-def _choices() -> dict[str, str]:
-    """The config-group options this run was composed from (e.g. model: tiny/vgg19), for the report."""
+def config_choices() -> dict[str, str]:
+    """The config-group options the current Hydra job was composed from (e.g. model: tiny/vgg19), for
+    the report; a batched group records each member's, taken while Hydra knew that job."""
     from hydra.core.hydra_config import HydraConfig
     if not HydraConfig.initialized():
         return {}

@@ -70,11 +70,12 @@ def resolved_task_config(sweep_config: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def _resolve_task(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
-    """The 'task' of a group member's run_job: its config, resolved while Hydra knows the job, and
-    the W&B tags a solo run would take from the job's overrides."""
+def _resolve_task(cfg: DictConfig) -> tuple[DictConfig, list[str], dict[str, str]]:
+    """The 'task' of a group member's run_job: its config, resolved while Hydra knows the job, the
+    W&B tags a solo run would take from the job's overrides, and its config-group choices (meta.json)."""
     from activation_hash.runs.options import sweep_tags as _sweep_tags
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), _sweep_tags()
+    from activation_hash.runs.record import config_choices
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), _sweep_tags(), config_choices()
 
 
 def member_widths(cfg: DictConfig) -> tuple[int, ...]:
@@ -211,14 +212,14 @@ def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[D
         prepared.append(run_job(hydra_context=hydra_context, task_function=_resolve_task, config=config,
                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
         configure_log(hydra_logging, verbose)
-    cfgs, tags = [ret.return_value[0] for ret in prepared], [ret.return_value[1] for ret in prepared]
+    cfgs, tags, choices = ([ret.return_value[k] for ret in prepared] for k in range(3))
     first = cfgs[0].trainer
     device, placement = unit_device(first.get("accelerator", "auto"), first.get("devices", 1), unit_index, n_jobs)
     if placement.threads:
         torch.set_num_threads(placement.threads)
     log.info("batched group of %d jobs (#%s) on %s", len(unit), ", #".join(map(str, idxs)), device)
     try:
-        results = run_group(cfgs, device=device, placement=placement, tags=tags)
+        results = run_group(cfgs, device=device, placement=placement, tags=tags, choices=choices)
     except Exception as err:  # noqa: BLE001 - the sweep reports it for every member, as a failed job
         log.error("batched group #%s failed: %s", ", #".join(map(str, idxs)), err)
         results = [err] * len(cfgs)
