@@ -210,3 +210,14 @@ def test_the_claims_command_prints_the_record_and_writes_claims_csv(tmp_path: Pa
     assert "| width_test_redundancy_falls | 002 |" in text and "| holds | -1.000 ± 0.000 (3) | 12 runs |" in text
     assert "`python -m activation_hash +experiment=random_data profile=cpu -m`" in text
     assert len(pd.read_csv(tmp_path / "c.csv")) == len(load_claims())
+
+
+def test_a_setting_named_none_selects_the_rows_written_none_null_or_empty() -> None:
+    """`where: {data.random_inputs: none}` (YAML's string "none") selects rows whose column reads
+    "none", "null" or is empty: the random_data claim once found no such rows in a real table."""
+    from activation_hash.analysis.select import matches
+    column = pd.Series(["eval", "none", None, "null", float("nan"), "eval"])
+    assert matches(column, "none").tolist() == [False, True, True, True, True, False]
+    assert matches(column, None).tolist() == [False, True, True, True, True, False]
+    assert matches(column, "eval").tolist() == [True, False, False, False, False, True]
+    assert matches(column, ["eval", "none"]).all()

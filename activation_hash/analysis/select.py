@@ -105,7 +105,8 @@ def matches(column: pd.Series, value: Any) -> pd.Series:
     """Rows whose value equals `value` (a list means any of them), compared by `normalize`."""
     wanted = value if isinstance(value, (list, tuple)) else [value]
     targets = {normalize(v) for v in wanted}
-    return column.map(normalize).isin(targets - {None}) | (column.isna() if None in targets else False)
+    normalized = column.map(normalize)  # "none" / "null" / NaN all normalize to None
+    return normalized.isin(targets - {None}) | (normalized.isna() if None in targets else False)
 
 
 def select(table: pd.DataFrame, study: str | Sequence[str] | None = None,
