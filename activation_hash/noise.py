@@ -19,7 +19,8 @@ THIRD_PARTY_WARNINGS: list[tuple[str, type[Warning], str]] = [
      r"(pytorch_lightning|lightning\.pytorch|lightning_fabric|lightning\.fabric)\.utilities\._pytree"),
     (r".*anonymous setting", Warning, ""),  # wandb (it mostly says it through wandb.termwarn: logged)
 ]
-_LOG_NOISE = ("anonymous setting", "LeafSpec")  # the same notes when a library logs them instead
+# the same notes when a library logs them instead, and Lightning's advertisement for its cloud logger
+_LOG_NOISE = ("anonymous setting", "LeafSpec", "try installing [litlogger]")
 
 
 def ignore_third_party_warnings() -> None:
@@ -39,7 +40,11 @@ def quiet_third_party_noise() -> None:
     the libraries that log them (and from `py.warnings`, where captured warnings go)."""
     ignore_third_party_warnings()
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found
-    for name in ("wandb", "pytorch_lightning", "lightning", "lightning.pytorch", "py.warnings"):
+    # a logger's filters see only what is logged to it, not what its children propagate: Lightning
+    # logs its notes through its rank_zero module's logger
+    for name in ("wandb", "pytorch_lightning", "lightning", "lightning.pytorch", "py.warnings",
+                 "pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())

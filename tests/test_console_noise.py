@@ -58,3 +58,20 @@ def test_calibrating_says_so_once_on_stderr(tmp_path: Path, monkeypatch, capsys)
     assert json.loads(path.read_text())["step_overhead_s"] == 1e-4
     calibrate.here({}, path)  # cached: nothing measured, nothing said
     assert capsys.readouterr() == ("", "")
+
+
+def test_lightnings_litlogger_tip_is_dropped_and_its_other_notes_kept(caplog) -> None:
+    """Lightning logs an advertisement for its cloud logger with every Trainer (through its
+    rank_zero module's logger, whose own filters are the only ones that see it)."""
+    import logging
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    from activation_hash.noise import quiet_third_party_noise
+    quiet_third_party_noise()
+    with caplog.at_level(logging.INFO):
+        rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing "
+                       "[litlogger](https://pypi.org/project/litlogger/) to enable LitLogger")
+        rank_zero_info("GPU available: False, used: False")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["GPU available: False, used: False"], messages
