@@ -47,6 +47,19 @@ def test_rerun_with_another_config_starts_empty_and_says_why(tiny_cfg, tmp_path:
     assert "grid" not in OmegaConf.load(out / "config.yaml")
 
 
+def test_a_run_finished_before_codes_source_existed_is_not_redone(tiny_cfg, tmp_path: Path) -> None:
+    """A finished run whose config.yaml predates codes.source (the key was added later) is skipped,
+    not moved aside: where the codes are read from does not change what the run computed."""
+    cfg = tiny_cfg("trainer.max_epochs=1", "codes.epochs=[1]")
+    run(cfg)
+    out = tmp_path / "run"
+    old = OmegaConf.load(out / "config.yaml")
+    del old.codes["source"]
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    result = run(tiny_cfg("trainer.max_epochs=1", "codes.epochs=[1]", "codes.source=network"))
+    assert not list(tmp_path.glob("run.previous-*")) and result.get("run_dir") == str(out)
+
+
 def _study(tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "ACTIVATION_HASH_OUTPUT": str(tmp_path / "outputs")}
     args = ["+experiment=model_size", "-m", "data=digits", "model.width=8,16", "seed=0",

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 NOT_RESULT_KEYS = (
     "progress_bar", "skip_finished", "run_dir_lock", "resume", "output_root", "output_dir", "optimized_metric",
     "tags", "logger", "grid", "hydra", "codes.verbose", "codes.memmap",
+    # where the codes are read from, not what is computed from them (tests/test_gram_capture.py: the
+    # same metrics); and a run finished before the key existed is not redone when it appears
+    "codes.source",
     "data.root", "data.download", "data.eval_batch_size", "data.num_workers", "data.pin_memory",
     "data.mirrors", "data.checksums",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.enable_progress_bar",
