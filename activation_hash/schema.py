@@ -747,7 +747,8 @@ def _check_arguments(path: str, node: DictConfig, obj: Any, target: str) -> None
                 continue  # read by BinaryEncodingNet, which builds the backbone
             names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
             near = _closest(key, names)
-            value = node._get_node(key)._value() if hasattr(node, "_get_node") else node.get(key)
+            # as written (an interpolation unresolved), through OmegaConf's public API
+            value = OmegaConf.to_container(node, resolve=False).get(key) if isinstance(node, DictConfig) else node.get(key)
             raise ConfigError(f"{path}.{key}", value, f"is not an argument of {target}" +
                               (f"; did you mean {path}.{near}?" if near else f"; allowed: {', '.join(names)}"))
         default = params[key].default

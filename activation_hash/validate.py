@@ -214,10 +214,12 @@ def _blame_unresolved(config: DictConfig) -> None:
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     out = []
     if isinstance(node, DictConfig):
-        for key in node.keys():
-            child = node._get_node(key)
-            if isinstance(child, DictConfig) and not child._is_missing() and not child._is_interpolation() \
-                    and not child._is_none():
+        for key in node.keys():  # OmegaConf's public API: a missing or interpolated node is a leaf
+            if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+                out.append(f"{prefix}{key}")
+                continue
+            child = node[key]
+            if isinstance(child, DictConfig):
                 out += _leaf_keys(child, f"{prefix}{key}.")
             else:
                 out.append(f"{prefix}{key}")

@@ -49,3 +49,15 @@ def test_one_module_writes_the_result_files() -> None:
                      if "runs/" not in str(p) and any(writes.search(line) for line in p.read_text().splitlines()))
     assert writers == [], writers
     assert writes.search('atomic_write(out / "encoding.jsonl", text)')  # the pattern catches the old writers
+
+
+OMEGACONF_PRIVATE = re.compile(r"\._(get_node|is_missing|is_none|is_interpolation|value|get_full_key|set_value)\(")
+
+
+def test_no_module_calls_omegaconfs_private_node_api() -> None:
+    """OmegaConf's node internals (`_get_node`, `_is_missing`, `_value`, ...) change between
+    releases; the package uses its public API (OmegaConf.is_missing / is_interpolation / select /
+    to_container)."""
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}" for path in _python_files()
+             for number, line in enumerate(path.read_text().splitlines(), 1) if OMEGACONF_PRIVATE.search(line)]
+    assert not found, "\n".join(found)
