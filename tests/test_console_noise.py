@@ -49,7 +49,7 @@ def test_a_calibration_run_prints_nothing(tmp_path: Path, capfd) -> None:
 
 
 def test_calibrating_says_so_once_on_stderr(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(calibrate, "measure_overheads", lambda: {"step_overhead_s": 1e-4})
+    monkeypatch.setattr(calibrate, "measure_overheads", lambda device="cpu": {"step_overhead_s": 1e-4})
     monkeypatch.setattr(calibrate, "measure_metrics", lambda: {"metrics_s_per_gbit": 1.0})
     path = tmp_path / "plan-host.json"
     calibrate.here({}, path)

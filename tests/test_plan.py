@@ -166,3 +166,29 @@ def test_layerwise_plans_one_run_per_seed_scoring_its_selections() -> None:
     p = plan_study("layerwise", "smoke", ["hydra/launcher=basic"], gpu=False)
     assert len(p["tasks"]) == 2                             # seeds 0, 1: one network each
     assert p["facts"][0]["selection_bits"] == [40] * 5 + [80, 120, 160, 200, 160, 120, 80]
+
+
+def test_a_gpu_machine_calibrates_on_its_gpu_and_caches_apart(monkeypatch, tmp_path) -> None:
+    """calibration_device() picks CUDA when torch sees it; the cache file is per device, and a GPU
+    calibration records its Gram rate, its memory and gpu=true (device-selection logic, tested on the
+    CPU with the measurements stubbed)."""
+    import torch
+
+    from activation_hash.plan import calibrate
+    monkeypatch.setenv("ACTIVATION_HASH_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert calibrate.calibration_device() == "cpu" and calibrate.cache_path().name.endswith(".json")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert calibrate.calibration_device() == "cuda"
+    assert calibrate.cache_path("cuda") != calibrate.cache_path("cpu")
+    seen = []
+    monkeypatch.setattr(calibrate, "measure_overheads", lambda device: seen.append(("overheads", device)) or {
+        "step_overhead_s": 1e-3, "epoch_overhead_s": 1e-2, "batch_overhead_s": 1e-3, "capture_overhead_s": 1.0})
+    monkeypatch.setattr(calibrate, "measure_metrics", lambda: {"metrics_s_per_gbit": 5.0, "knn_s_per_tword_pair": 1.0})
+    monkeypatch.setattr(calibrate, "measure_family", lambda *a: seen.append(("family", a[-1])) or (1e12, 2e12))
+    monkeypatch.setattr(calibrate, "measure_gram", lambda device: {"gram_flops_per_s": 4e13, "device_memory_bytes": 80e9})
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    calib = calibrate.here({"MLP": ({}, (4,), 2, 100)}, device="cuda")
+    assert seen == [("overheads", "cuda"), ("family", "cuda")]
+    assert calib["gpu"] is True and calib["gram_flops_per_s"] == 4e13 and calib["device_memory_bytes"] == 80e9
+    assert "Fake GPU" in calib["device"] and calibrate.cache_path("cuda").is_file()

@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = [*overrides, "hydra/launcher=batched"]   # as make reproduce-paper
     from activation_hash.plan import calibrate
     calib = calibrate.load(args.device_profile) if args.device_profile else None
-    gpu = bool(calib and calib.get("gpu"))
+    gpu = bool(calib.get("gpu")) if calib else calibrate.calibration_device() != "cpu"
     planned = [plan_study(s, profile, overrides, gpu) for s in studies]
     if calib is None:
         families = {}

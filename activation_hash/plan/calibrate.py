@@ -2,7 +2,8 @@
 
     python -m activation_hash.plan --all --write-profile FILE   # measure here (every family), write FILE
 
-Measured here, in seconds, on the CPU threads this process may use:
+Measured here, in seconds, on the device the runs would use (`calibration_device`: the first CUDA
+GPU when torch sees one, else the CPU threads this process may use):
   - three tiny real runs (`activation_hash.run.run`, synthetic 4x4 data, a 4-unit MLP, one cheap
     metric) whose differences give `step_overhead_s` (many one-sample steps), `epoch_overhead_s` and
     `batch_overhead_s` (many one-step epochs with a validation batch each), and `capture_overhead_s`
@@ -13,7 +14,9 @@ Measured here, in seconds, on the CPU threads this process may use:
   - one capture's metrics on 12,000 + 2,500 codes of 64 bits (sign patterns of a random ReLU layer
     over a 10-class Gaussian mixture; a quarter of an MNIST MLP capture): `metrics_s_per_gbit`
     (redundancy, K-Means, logistic regression) and `knn_s_per_tword_pair` (K-NN, per 1e12
-    train x test pairs of 64-bit words).
+    train x test pairs of 64-bit words), on the CPU (scikit-learn, the backend of a CPU capture);
+  - on a GPU: `gram_flops_per_s`, an FP32 product of 0/1 matrices (codes.source=network's Gram
+    product), and the device's memory (`device_memory_bytes`, torch's public device properties).
 The file is cached as ~/.cache/activation_hash/plan-HOST.json ($ACTIVATION_HASH_CACHE overrides the
 folder); a family measured once is not measured again. RAM and disk limits are this machine's
 (MemTotal, free space under the output root) unless given.
@@ -41,9 +44,15 @@ TINY = ["data=synthetic", "model.width=4", "model.depth=1", "metrics.which=[redu
         "resume=never", "progress_bar=none", "codes.verbose=false", "trainer.accelerator=cpu"]
 
 
-def cache_path() -> Path:
+def calibration_device() -> str:
+    """Where the runs of this machine train: "cuda" when torch sees a GPU, else "cpu"."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cache_path(device: str = "cpu") -> Path:
     folder = Path(os.environ.get("ACTIVATION_HASH_CACHE", Path.home() / ".cache" / "activation_hash"))
-    return folder / f"plan-{socket.gethostname()}.json"
+    return folder / f"plan-{socket.gethostname()}{'' if device == 'cpu' else '-' + device}.json"
 
 
 def machine_limits(output_root: str | Path = ".") -> dict[str, int]:
@@ -52,6 +61,12 @@ def machine_limits(output_root: str | Path = ".") -> dict[str, int]:
     while not root.exists():
         root = root.parent
     return {"ram_bytes": int(ram), "disk_bytes": int(shutil.disk_usage(root).free)}
+
+
+def _sync(device: str) -> None:
+    if device != "cpu":
+        import torch
+        torch.cuda.synchronize()
 
 
 def _timed_run(overrides: list[str], folder: Path) -> float:
@@ -69,20 +84,22 @@ def _timed_run(overrides: list[str], folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure_overheads() -> dict[str, float]:
-    """Step, epoch, evaluation-batch and capture overheads from three tiny real runs (400 samples)."""
+def measure_overheads(device: str = "cpu") -> dict[str, float]:
+    """Step, epoch, evaluation-batch and capture overheads from three tiny real runs (400 samples)
+    on `device`."""
     import logging
     logging.getLogger("activation_hash").setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    on = [f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}"]  # after TINY's: it wins
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _timed_run(["trainer.max_epochs=1", "codes.epochs=[1]"], folder)  # warm-up: imports, first compile
-        one = _timed_run(["trainer.max_epochs=1", "data.batch_size=400", "data.val_fraction=0", "codes.epochs=[1]"], folder)
-        two = _timed_run(["trainer.max_epochs=1", "data.batch_size=400", "data.val_fraction=0", "codes.epochs=[0,1]"], folder)
-        steps = _timed_run(["trainer.max_epochs=1", "data.batch_size=1", "data.val_fraction=0", "codes.epochs=[1]"], folder)
-        epochs = _timed_run(["trainer.max_epochs=100", "data.batch_size=400", "data.val_fraction=0",
+        _timed_run([*on, "trainer.max_epochs=1", "codes.epochs=[1]"], folder)  # warm-up: imports, first compile
+        one = _timed_run([*on, "trainer.max_epochs=1", "data.batch_size=400", "data.val_fraction=0", "codes.epochs=[1]"], folder)
+        two = _timed_run([*on, "trainer.max_epochs=1", "data.batch_size=400", "data.val_fraction=0", "codes.epochs=[0,1]"], folder)
+        steps = _timed_run([*on, "trainer.max_epochs=1", "data.batch_size=1", "data.val_fraction=0", "codes.epochs=[1]"], folder)
+        epochs = _timed_run([*on, "trainer.max_epochs=100", "data.batch_size=400", "data.val_fraction=0",
                              "codes.epochs=[100]"], folder)
-        val = _timed_run(["trainer.max_epochs=100", "data.batch_size=320", "data.val_fraction=0.2",
+        val = _timed_run([*on, "trainer.max_epochs=100", "data.batch_size=320", "data.val_fraction=0.2",
                           "trainer.check_val_every_n_epoch=1", "codes.epochs=[100]"], folder)  # validation on
     step = max((steps - one) / 399, 1e-5)
     epoch = max((epochs - one) / 99 - step, 1e-5)
@@ -91,13 +108,15 @@ def measure_overheads() -> dict[str, float]:
             "capture_overhead_s": max(two - one, 1e-3)}
 
 
-def measure_family(model: dict, shape: tuple[int, ...], classes: int, flops: int) -> tuple[float, float]:
-    """(training, evaluation) FLOP/s of one architecture: a few Adam steps and forward passes."""
+def measure_family(model: dict, shape: tuple[int, ...], classes: int, flops: int,
+                   device: str = "cpu") -> tuple[float, float]:
+    """(training, evaluation) FLOP/s of one architecture on `device`: a few Adam steps and forward passes."""
     import torch
     from hydra.utils import instantiate
-    net = instantiate(model)(input_shape=tuple(shape), num_classes=classes)
+    net = instantiate(model)(input_shape=tuple(shape), num_classes=classes).to(device)
     batch = max(2, min(256, int(2e9 // max(flops, 1))))   # about 2 GFLOP of forward work a step
-    x, y = torch.rand(batch, *shape), torch.randint(0, classes, (batch,))
+    x = torch.rand(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
 
     def step() -> None:
@@ -107,22 +126,26 @@ def measure_family(model: dict, shape: tuple[int, ...], classes: int, flops: int
 
     net.train()
     step()
+    _sync(device)
     started, n = time.perf_counter(), 0
     while n < 3 or time.perf_counter() - started < 0.5:
         step()
         n += 1
         if time.perf_counter() - started > 20:
             break
+    _sync(device)
     train = 3 * flops * batch * n / (time.perf_counter() - started)
     net.eval()
     with torch.no_grad():
         net(x)
+        _sync(device)
         started, n = time.perf_counter(), 0
         while n < 3 or time.perf_counter() - started < 0.5:
             net(x)
             n += 1
             if time.perf_counter() - started > 20:
                 break
+        _sync(device)
     return train, flops * batch * n / (time.perf_counter() - started)
 
 
@@ -168,10 +191,30 @@ def load(path: str | Path) -> dict[str, Any]:
     return calib
 
 
-def here(families: dict[str, tuple[dict, tuple[int, ...], int, int]], path: Path | None = None) -> dict[str, Any]:
-    """This machine's calibration: the cached file, with what it lacks (overheads, metrics, the
-    families in `families`: name -> (model config, shape, classes, FLOPs)) measured and added."""
-    path = path or cache_path()
+def measure_gram(device: str) -> dict[str, float]:
+    """The FP32 rate of a 0/1 matrix product on `device` (codes.source=network's Gram product) and
+    the device's memory."""
+    import torch
+    x = (torch.rand(2048, 16384, device=device) > 0.5).float()
+    x @ x.T
+    _sync(device)
+    started, n = time.perf_counter(), 0
+    while n < 3 or time.perf_counter() - started < 0.5:
+        x @ x.T
+        n += 1
+    _sync(device)
+    rate = 2 * 2048 * 2048 * 16384 * n / (time.perf_counter() - started)
+    return {"gram_flops_per_s": rate,
+            "device_memory_bytes": int(torch.cuda.get_device_properties(device).total_memory)}
+
+
+def here(families: dict[str, tuple[dict, tuple[int, ...], int, int]], path: Path | None = None,
+         device: str | None = None) -> dict[str, Any]:
+    """This machine's calibration on `device` (`calibration_device()` when None): the cached file,
+    with what it lacks (overheads, metrics, the families in `families`: name -> (model config,
+    shape, classes, FLOPs), on a GPU its Gram rate and memory) measured and added."""
+    device = device or calibration_device()
+    path = path or cache_path(device)
     calib: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
     missing = ("step_overhead_s" not in calib or "metrics_s_per_gbit" not in calib
@@ -180,7 +223,7 @@ def here(families: dict[str, tuple[dict, tuple[int, ...], int, int]], path: Path
         print(f"calibrating this machine's unit costs (once, cached in {path})", file=sys.stderr, flush=True)
     if "step_overhead_s" not in calib:
         import resource
-        calib.update(measure_overheads())
+        calib.update(measure_overheads(device))
         calib["base_ram_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         changed = True
     if "metrics_s_per_gbit" not in calib:
@@ -190,12 +233,18 @@ def here(families: dict[str, tuple[dict, tuple[int, ...], int, int]], path: Path
     calib.setdefault("eval_flops_per_s", {})
     for name, (model, shape, classes, flops) in families.items():
         if name not in calib["train_flops_per_s"]:
-            calib["train_flops_per_s"][name], calib["eval_flops_per_s"][name] = measure_family(model, shape, classes, flops)
+            calib["train_flops_per_s"][name], calib["eval_flops_per_s"][name] = measure_family(
+                model, shape, classes, flops, device)
             changed = True
+    if device != "cpu" and "gram_flops_per_s" not in calib:
+        calib.update(measure_gram(device))
+        changed = True
+    calib["gpu"] = device != "cpu"
     for key in ("train_flops_per_s", "eval_flops_per_s"):
         calib[key]["default"] = min([v for k, v in calib[key].items() if k != "default"] or [1e9])
-    calib["device"] = f"{platform.node()}: CPU, {os.cpu_count()} cores visible, torch threads " \
-                      f"{__import__('torch').get_num_threads()}"
+    torch = __import__("torch")
+    what = torch.cuda.get_device_name(device) if device != "cpu" else "CPU"
+    calib["device"] = f"{platform.node()}: {what}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}"
     calib["source"] = "measured on this machine by activation_hash.plan.calibrate"
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
