@@ -45,27 +45,16 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
     device = next(model.parameters()).device
     chunks: list[np.ndarray] = []
     out: np.ndarray | None = None
-    labels: list[torch.Tensor] = []
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
-    kept: dict[str, list[np.ndarray]] = {name: [] for name in extras}
-    hook = penultimate_hook(model, kept) if "penultimate" in kept else None
+    tally = SplitTally(model, extras, device)
     try:
         with CodeRecorder(model, layers) as rec:
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logits = model(x)
-                if "inputs" in kept:
-                    kept["inputs"].append(x.flatten(1).float().cpu().numpy())
-                if "logits" in kept:
-                    kept["logits"].append(logits.float().cpu().numpy())
+                tally.add(x, y, model(x))
                 bits = rec.take()
                 n_bits = bits.shape[1]
                 packed = pack_bits(bits).cpu().numpy()
-                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-                correct += (logits.argmax(1) == y).sum()
-                labels.append(y.cpu())
                 if num_samples is not None:
                     if out is None:
                         out = _allocate(num_samples, packed.shape[1], memmap_path)
@@ -76,17 +65,50 @@ def collect_codes(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
             names, units = rec.layer_names, rec.layer_units
     finally:
         model.train(was_training)
-        if hook is not None:
-            hook.remove()
+        tally.close()
     if n == 0:
         raise ValueError("the loader yielded no samples; cannot capture codes of an empty split")
     if num_samples is not None and n != num_samples:
         raise ValueError(f"loader yielded {n} samples, expected num_samples={num_samples}")
     codes = out if out is not None else np.concatenate(chunks)
-    return SplitCodes(codes=codes, labels=torch.cat(labels).numpy().astype(np.int64), n_bits=n_bits,
-                      loss=float(loss_sum) / n, acc=float(correct) / n,
-                      layer_names=list(names), layer_units=list(units),
-                      extras={name: np.concatenate(parts) for name, parts in kept.items()})
+    return tally.split_codes(codes, n_bits, names, units)
+
+
+class SplitTally:
+    """What a capture keeps of a split besides its codes, batch by batch: the labels, the network's
+    summed cross-entropy and correct predictions (on the device: no host sync per batch) and the
+    per-sample `extras` (see `collect_codes`). `close()` removes the penultimate hook."""
+
+    def __init__(self, model: nn.Module, extras: Sequence[str], device: torch.device) -> None:
+        self.kept: dict[str, list[np.ndarray]] = {name: [] for name in extras}
+        self.hook = penultimate_hook(model, self.kept) if "penultimate" in self.kept else None
+        self.labels: list[torch.Tensor] = []
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.n = 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
+        if "inputs" in self.kept:
+            self.kept["inputs"].append(x.flatten(1).float().cpu().numpy())
+        if "logits" in self.kept:
+            self.kept["logits"].append(logits.float().cpu().numpy())
+        self.loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        self.correct += (logits.argmax(1) == y).sum()
+        self.labels.append(y.cpu())
+        self.n += len(y)
+
+    def close(self) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
+
+    def split_codes(self, codes: np.ndarray | None, n_bits: int, names: Sequence[str],
+                    units: Sequence[int]) -> SplitCodes:
+        n = max(self.n, 1)
+        return SplitCodes(codes=codes, labels=torch.cat(self.labels).numpy().astype(np.int64), n_bits=n_bits,
+                          loss=float(self.loss) / n, acc=float(self.correct) / n,
+                          layer_names=list(names), layer_units=list(units),
+                          extras={name: np.concatenate(parts) for name, parts in self.kept.items()})
 
 
 def penultimate_hook(model: nn.Module, kept: dict[str, list[np.ndarray]]):

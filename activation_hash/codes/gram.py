@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from activation_hash.codes.capture import CodeRecorder, pack_bits
-from activation_hash.codes.collect import SplitCodes, penultimate_hook
-from activation_hash.codes.source import network_source_reason, resolve_source  # noqa: F401 (re-exported)
+from activation_hash.codes.collect import SplitCodes, SplitTally
+from activation_hash.metrics.bits import iter_chunks
+from activation_hash.metrics.torch_backend import as_tensor, unpack
 
 # one unpacked column chunk on the device: at most about this many bytes (N x columns x 9)
 CHUNK_BYTES = 64 * 2**20
@@ -109,36 +109,27 @@ def collect_gram(model: nn.Module, loaders: Mapping[str, Iterable], layers: Sequ
             packed = {piece: np.empty((n, -(-(piece[2] - piece[1]) // 8)), dtype=np.uint8) for piece in group}
             row = 0
             for split in SPLITS:
-                labels, loss, correct, start = [], 0.0, 0, row
-                kept: dict[str, list[np.ndarray]] = {name: [] for name in (extras if gi == 0 else ())}
-                hook = penultimate_hook(model, kept) if "penultimate" in kept else None
-                with CodeRecorder(model, [layers[i] for i in needed]) as rec:
-                    for x, y in loaders[split]:
-                        x, y = x.to(model_device, non_blocking=True), y.to(model_device, non_blocking=True)
-                        logits = model(x)
-                        if "inputs" in kept:
-                            kept["inputs"].append(x.flatten(1).float().cpu().numpy())
-                        if "logits" in kept:
-                            kept["logits"].append(logits.float().cpu().numpy())
-                        per_layer = dict(zip(needed, rec.take_layers()))
-                        for piece in group:
-                            li, lo, hi = piece
-                            packed[piece][row:row + len(y)] = pack_bits(per_layer[li][:, lo:hi]).cpu().numpy()
-                        if gi == 0:
-                            loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-                            correct += int((logits.argmax(1) == y).sum())
-                            labels.append(y.cpu())
-                        row += len(y)
-                if hook is not None:
-                    hook.remove()
+                start = row
+                tally = SplitTally(model, extras, model_device) if gi == 0 else None  # the first pass's
+                try:
+                    with CodeRecorder(model, [layers[i] for i in needed]) as rec:
+                        for x, y in loaders[split]:
+                            x, y = x.to(model_device, non_blocking=True), y.to(model_device, non_blocking=True)
+                            logits = model(x)
+                            if tally is not None:
+                                tally.add(x, y, logits)
+                            per_layer = dict(zip(needed, rec.take_layers()))
+                            for piece in group:
+                                li, lo, hi = piece
+                                packed[piece][row:row + len(y)] = pack_bits(per_layer[li][:, lo:hi]).cpu().numpy()
+                            row += len(y)
+                finally:
+                    if tally is not None:
+                        tally.close()
                 if row - start != sizes[split]:
                     raise ValueError(f"the {split} loader yielded {row - start} samples, expected {sizes[split]}")
-                if gi == 0:
-                    m = sizes[split]
-                    splits[split] = SplitCodes(codes=None, labels=torch.cat(labels).numpy().astype(np.int64),
-                                               n_bits=sum(units), loss=loss / m, acc=correct / m,
-                                               layer_names=list(names), layer_units=list(units),
-                                               extras={k: np.concatenate(v) for k, v in kept.items()})
+                if tally is not None:
+                    splits[split] = tally.split_codes(None, sum(units), names, units)
             for piece in group:
                 owners = holders[piece[0]]
                 if owners:
@@ -159,11 +150,8 @@ def _accumulate(packed: np.ndarray, width: int, grams: list[torch.Tensor], devic
     n = packed.shape[0]
     cols = max(1, chunk_bytes // (9 * 8 * max(n, 1)))  # packed byte columns per chunk (uint8 + float64 bits)
     kept = 0
-    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=device)
-    for lo in range(0, packed.shape[1], cols):
-        hi = min(packed.shape[1], lo + cols)
-        sub = torch.from_numpy(np.ascontiguousarray(packed[:, lo:hi])).to(device)
-        bits = ((sub.unsqueeze(-1) >> shifts) & 1).reshape(n, -1)[:, :max(0, width - 8 * lo)]
+    for lo, hi in iter_chunks(packed.shape[1], cols):
+        bits = unpack(as_tensor(packed[:, lo:hi], device), min(width - 8 * lo, 8 * (hi - lo)), torch.uint8)
         ones = bits.sum(0, dtype=torch.int64)
         varying = (ones > 0) & (ones < n)
         kept += int(varying.sum())
