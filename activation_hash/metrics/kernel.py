@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .bits import iter_chunks, rows_per_chunk
 from .families.kmeans import hungarian_accuracy, majority_accuracy
 from .families.knn import knn_result
 
@@ -63,9 +64,8 @@ def unsupported(which: Iterable[str]) -> list[str]:
 
 
 def _blocks(n: int, row_bytes: int) -> Iterable[tuple[int, int]]:
-    step = max(1, BLOCK_BYTES // max(row_bytes, 1))
-    for lo in range(0, n, step):
-        yield lo, min(n, lo + step)
+    """Row ranges of at most BLOCK_BYTES of `row_bytes`-byte rows."""
+    return iter_chunks(n, rows_per_chunk(row_bytes, BLOCK_BYTES))
 
 
 def n_unique_gram(g, sq, lo: int, hi: int) -> int:
