@@ -20,7 +20,7 @@ from activation_hash.codes.collect import SplitCodes
 from activation_hash.run import run
 from hydra_plugins.activation_hash_batched_launcher.batched_launcher import plan
 from tests.conftest import compose_config
-from tests.test_launcher import MEMBERS, SMALL, TOLERANCE
+from tests.test_launcher import MEMBERS, SMALL, TOLERANCE, _pair
 
 
 def _codes_alive() -> int:
@@ -56,8 +56,7 @@ def test_diameter_probe_rows_of_members_equal_solo_runs(tmp_path) -> None:
     """metrics.diameter (exact, on test and random inputs) batches: each member's probe runs on its
     own network (widths 16 and 7), and its rows equal its solo run's within the launcher's tolerance."""
     probe = ["metrics.diameter.enabled=true", "metrics.diameter.n_samples=40"]
-    solo = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(MEMBERS)]
-    batch = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(MEMBERS)]
+    solo, batch = _pair(tmp_path, MEMBERS, *probe)
     assert unbatchable_reason(batch[0]) is None and plan(batch, pad_widths=True)[0] == [[0, 1]]
     for cfg in solo:
         run(cfg)
@@ -87,8 +86,7 @@ def test_diameter_probe_of_stacked_members_equals_solo_runs_at_initialization(tm
     probe = ["metrics.diameter.enabled=true", "metrics.diameter.n_samples=20", "model=tiny/vgg16",
              "model.batch_norm=false", "trainer.max_epochs=0", "codes.epochs=[0]", "codes.save=false"]
     variants = [["seed=0"], ["seed=1", "data.label_noise=0.3"]]
-    solo = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(variants)]
-    batch = [compose_config([*SMALL, *probe, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(variants)]
+    solo, batch = _pair(tmp_path, variants, *probe)
     assert unbatchable_reason(batch[0]) is None
     for cfg in solo:
         run(cfg)
@@ -108,8 +106,7 @@ def test_members_with_the_network_source_equal_solo_runs(tmp_path) -> None:
     """codes.source=network in a batched group: each member's Gram capture runs on its own network
     and its rows equal its solo run's (same source) within the launcher's tolerance."""
     source = ["codes.source=network", "codes.save=false", "metrics.backend=torch"]
-    solo = [compose_config([*SMALL, *source, *v], output_dir=tmp_path / "solo" / str(i)) for i, v in enumerate(MEMBERS)]
-    batch = [compose_config([*SMALL, *source, *v], output_dir=tmp_path / "batch" / str(i)) for i, v in enumerate(MEMBERS)]
+    solo, batch = _pair(tmp_path, MEMBERS, *source)
     for cfg in solo:
         run(cfg)
     run_group(batch)

@@ -91,9 +91,7 @@ def test_clipped_members_equal_solo_runs_clipped_by_their_own_norm(tmp_path, cli
     expected = [run(cfg) for cfg in solo]
     got = run_group(batch)
     for s, b, e, g in zip(solo, batch, expected, got):
-        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), {})
-        assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
-        assert worst.get("codes bits differing", 0) == 0, worst
+        _assert_member_equals_solo(b, s)
         assert g["epochs_trained"] == e["epochs_trained"]
     free = run(compose_config([*SMALL, *(o for o in clip if "gradient_clip" not in o), *MEMBERS[0]],
                               output_dir=tmp_path / "free"))
@@ -117,6 +115,13 @@ def test_n_jobs_auto_is_one_worker_per_visible_gpu() -> None:
     for bad in (0, "two", 1.5):
         with pytest.raises(ValueError, match=f"hydra.launcher.n_jobs={bad}: an integer >= 1, or auto"):
             resolve_n_jobs(bad)
+
+
+def _assert_member_equals_solo(member, solo) -> None:
+    """Every number of the member's run directory within TOLERANCE of its solo run's, same code bits."""
+    worst = compare_runs(Path(member.output_dir), Path(solo.output_dir), {})
+    assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
+    assert worst.get("codes bits differing", 0) == 0, worst
 
 
 def _pair(tmp_path, variants, *common):
@@ -177,9 +182,7 @@ def test_step_limited_members_of_different_training_set_sizes_equal_solo_runs(tm
     expected = [run(cfg) for cfg in solo]
     got = run_group(batch)
     for s, b, e, g in zip(solo, batch, expected, got):
-        worst = compare_runs(Path(b.output_dir), Path(s.output_dir), {})
-        assert max(worst["encoding"], worst["metrics.csv"], worst["result"]) < TOLERANCE, worst
-        assert worst.get("codes bits differing", 0) == 0, worst
+        _assert_member_equals_solo(b, s)
         assert (g["epochs_trained"], g["step"]) == (e["epochs_trained"], e["step"]) == (g["epoch"], 9)
     assert [g["epochs_trained"] for g in got] == [2, 5, 2]
 
