@@ -75,3 +75,48 @@ def test_an_interrupted_sweep_exits_non_zero_and_says_how_many_jobs_finished(tmp
                      "before it"]
     (first,) = (tmp_path / "outputs" / "multirun").glob("*/*/0_*")
     assert (first / "result.json").is_file()
+
+
+class _TermsInItsCheckpoint(__import__("pytorch_lightning").LightningModule):
+    """Sends itself SIGTERM while epoch 1's checkpoint is written: inside LastEpoch's hold, so the
+    signal is held, and Lightning's own handler (composed with ours) ends fit() at that epoch's
+    end with its SIGTERMException, whose exit status is 0."""
+
+    def __init__(self):
+        super().__init__()
+        import torch
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, _):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        import torch
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_save_checkpoint(self, checkpoint) -> None:
+        if self.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_held_at_an_epochs_checkpoint_still_ends_the_run_with_143(tmp_path, capsys, monkeypatch) -> None:
+    import pytorch_lightning as pl
+    import torch
+
+    from activation_hash.runs.checkpoint import LastEpoch
+    from activation_hash.runs.signals import interruptible
+
+    monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = pl.Trainer(max_epochs=5, callbacks=[LastEpoch(tmp_path)], logger=False, accelerator="cpu",
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=True)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as ended:
+        with interruptible([tmp_path]):
+            trainer.fit(_TermsInItsCheckpoint(), data)
+    assert ended.value.code == 143
+    assert trainer.current_epoch == 2  # stopped at epoch 1's end, not after all 5
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: interrupted by SIGTERM: run directory {tmp_path} is unfinished; "
+        "run the same command again to resume it (resume=auto)")
+    assert signal.getsignal(signal.SIGTERM) is before

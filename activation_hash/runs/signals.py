@@ -76,6 +76,15 @@ def interruptible(outs: list[Path]) -> Iterator[None]:
     except RunInterrupted as err:
         print(message(err.signum, outs), file=sys.stderr, flush=True)
         raise SystemExit(128 + err.signum) from None
+    except SystemExit:
+        # A SIGTERM held between an epoch's checkpoint and its rows also set Lightning's own flag,
+        # and Lightning ends fit() on it at the epoch's end, before release(), with its
+        # SIGTERMException: a SystemExit whose status is 0. The held signal decides the status.
+        signum = _HELD["pending"]
+        if signum is None:
+            raise
+        print(message(int(signum), outs), file=sys.stderr, flush=True)
+        raise SystemExit(128 + int(signum)) from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
