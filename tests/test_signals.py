@@ -103,16 +103,17 @@ def test_a_sigterm_held_at_an_epochs_checkpoint_still_ends_the_run_with_143(tmp_
     import pytorch_lightning as pl
     import torch
 
+    from activation_hash.runs import signals
     from activation_hash.runs.checkpoint import LastEpoch
-    from activation_hash.runs.signals import interruptible
 
     monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    monkeypatch.setitem(signals.FINISHED, "runs", 0)  # runs earlier tests finished in this process
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
     trainer = pl.Trainer(max_epochs=5, callbacks=[LastEpoch(tmp_path)], logger=False, accelerator="cpu",
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=True)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as ended:
-        with interruptible([tmp_path]):
+        with signals.interruptible([tmp_path]):
             trainer.fit(_TermsInItsCheckpoint(), data)
     assert ended.value.code == 143
     assert trainer.current_epoch == 2  # stopped at epoch 1's end, not after all 5
