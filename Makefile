@@ -7,13 +7,15 @@ TORCH ?= torch==2.13.0
 PIP_TORCH_FLAGS ?=
 ARGS ?=
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): auto is one per CPU; 0 runs the tests in this process (pdb, -x)
+PYTEST_WORKERS ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help install run test test-all bench report plan reproduce-paper sweeps docs clean
 .DEFAULT_GOAL := help
 
-help:  ## this list of targets (variables: PROFILE, LAUNCHER, OUTPUT, ARGS, TORCH, PIP_TORCH_FLAGS, PYTEST_ARGS)
+help:  ## this list of targets (variables: PROFILE, LAUNCHER, OUTPUT, ARGS, TORCH, PIP_TORCH_FLAGS, PYTEST_ARGS, PYTEST_WORKERS)
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:[^#]*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
 
 PROFILE ?= smoke
@@ -39,10 +41,10 @@ run: $(STAMP)  ## python -m activation_hash $(ARGS)
 	$(BIN)/python -m activation_hash $(ARGS)
 
 test: $(STAMP)  ## the default test run (slow tests deselected)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## every benchmark under bench/
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
