@@ -192,3 +192,23 @@ def test_a_gpu_machine_calibrates_on_its_gpu_and_caches_apart(monkeypatch, tmp_p
     assert seen == [("overheads", "cuda"), ("family", "cuda")]
     assert calib["gpu"] is True and calib["gram_flops_per_s"] == 4e13 and calib["device_memory_bytes"] == 80e9
     assert "Fake GPU" in calib["device"] and calibrate.cache_path("cuda").is_file()
+
+
+@pytest.mark.parametrize("user", [["seed=2"], ["seed=2", "model.width=5,7"], ["data.train_size=100"]])
+def test_a_command_line_value_replaces_the_studys_axis_as_hydras_sweeper_does(user: list[str]) -> None:
+    """`+experiment=sample_size seed=2 -m` runs seed 2 only: Hydra's basic sweeper appends the command
+    line to the study's `hydra.sweeper.params` and the last value of a key wins (its split_arguments,
+    the reference here; the package itself uses only Hydra's public override parser)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    tasks, _ = jobs("sample_size", "smoke", user)
+    with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
+        params = compose(config_name="config", overrides=["+experiment=sample_size", "profile=smoke"],
+                         return_hydra_config=True).hydra.sweeper.params
+    study = [f"{k}={v}" for k, v in OmegaConf.to_container(params, resolve=True).items()]
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([*study, *user]), None)
+    combos = [combo for batch in batches for combo in batch]
+    assert len(tasks) == len(combos)
+    for i in (0, len(combos) - 1):
+        assert tasks[i] == _hydra_job("sample_size", list(combos[i]))

@@ -77,9 +77,18 @@ def jobs(study: str, profile: str, overrides: Sequence[str] = ()) -> tuple[list[
         for key, value in (params or {}).items():
             o = parser.parse_override(f"{key}={value}")
             axes[key] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(value)]
-        for o in parsed:  # the user's own sweeps join the study's (and replace a swept key's values)
+        # The command line's own values follow the study's sweep and, key by key, replace it, as
+        # Hydra's basic sweeper does: `seed=2` runs seed 2 only, `seed=3,4` sweeps 3 and 4.
+        bare = {k.lstrip("+~"): k for k in axes}
+        replaced = set()
+        for text, o in zip(overrides, parsed):
+            key = bare.get(o.get_key_element().lstrip("+~"), o.get_key_element())
             if o.is_sweep_override():
-                axes[o.get_key_element()] = list(o.sweep_string_iterator())
+                axes[key] = list(o.sweep_string_iterator())
+            elif key in axes:
+                axes[key] = [o.get_value_element_as_str()]
+                replaced.add(text)
+        base = [b for b in base if b not in replaced]
         keys = list(axes)
         values = [k for k in keys if not is_group(k)]
         out, cache = [], {}
