@@ -260,10 +260,10 @@ def _sweep_jobs(master: DictConfig, overrides: Sequence[str], loader: Any) -> li
     arguments = [f"{k}={v}" for k, v in params.items()] + [o for o in overrides if not _is_hydra_override(o)]
     try:
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
-        choices = [_choices(override) for override in parsed]
+        choices = {override.get_key_element(): _choices(override) for override in parsed}  # the last value of a key wins
     except Exception as err:  # noqa: BLE001 - a grammar error Hydra would print as a block
         raise ConfigError("overrides", " ".join(arguments), _one_line(str(err))) from None
-    return [list(job) for job in itertools.product(*choices)]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def _choices(override: Any) -> list[str]:

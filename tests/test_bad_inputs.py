@@ -65,6 +65,16 @@ def test_a_bad_value_of_every_job_is_one_line(tmp_path: Path) -> None:
     assert code == 2 and len(errors) == 1 and "every job of the 2" in errors[0], text
 
 
+@pytest.mark.parametrize("seeds,n", [("seed=2", 2), ("seed=3,4", 4)])
+def test_a_command_line_value_of_a_studys_swept_key_replaces_it(seeds: str, n: int, tmp_path: Path) -> None:
+    """As Hydra's basic sweeper: the last value of a key wins, so the study's seed axis (0,1 in the smoke
+    sample_size study: one width x 2 sizes x seeds 0,1) gives way to the command line's."""
+    argv = ["-m", "+experiment=sample_size", "profile=smoke", seeds, "model.depth=0"]
+    code, text, _ = run_case("app", argv, tmp_path, tmp_path / "out")
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and f"every job of the {n} in the sweep" in errors[0], text
+
+
 def test_hydra_full_error_keeps_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from activation_hash.__main__ import main
     from activation_hash.schema import ConfigError
