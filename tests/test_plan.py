@@ -212,3 +212,38 @@ def test_a_command_line_value_replaces_the_studys_axis_as_hydras_sweeper_does(us
     assert len(tasks) == len(combos)
     for i in (0, len(combos) - 1):
         assert tasks[i] == _hydra_job("sample_size", list(combos[i]))
+
+
+def test_best_rate_is_the_fastest_round_after_a_warm_up() -> None:
+    """A fake clock: the warm-up call costs 9 s, the five rounds 4, 1, 2, 8 and 2 s a call (a loaded
+    machine only slows a round); the rate is the fastest round's, and each round runs until min_s."""
+    from activation_hash.plan.calibrate import best_rate
+    costs = iter([9.0, 4.0, 1.0, 2.0, 8.0, 2.0])
+    now, calls = [0.0], []
+
+    def run() -> None:
+        calls.append(1)
+        now[0] += next(costs)
+
+    rate = best_rate(10.0, run, rounds=5, min_s=0.5, clock=lambda: now[0])
+    assert rate == 10.0 / 1.0 and len(calls) == 6
+    costs, calls[:] = iter([9.0, 4.0, 1.0, 2.0, 8.0, 2.0]), []
+    assert best_rate(10.0, run, rounds=5, min_s=0.5, max_s=5.0, clock=lambda: now[0]) == 10.0
+    assert len(calls) == 4   # rounds of 4, 1 and 2 s: past max_s after the third
+
+
+def test_cpu_calibrations_are_cached_per_thread_count(monkeypatch, tmp_path) -> None:
+    import torch
+
+    from activation_hash.plan import calibrate
+    monkeypatch.setenv("ACTIVATION_HASH_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = calibrate.cache_path("cpu")
+        torch.set_num_threads(2)
+        two = calibrate.cache_path("cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert one != two and one.name.endswith("-cpu1t.json") and two.name.endswith("-cpu2t.json")
+    assert calibrate.cache_path("cuda").name.endswith("-cuda.json")

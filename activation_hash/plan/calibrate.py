@@ -8,17 +8,20 @@ GPU when torch sees one, else the CPU threads this process may use):
     metric) whose differences give `step_overhead_s` (many one-sample steps), `epoch_overhead_s` and
     `batch_overhead_s` (many one-step epochs with a validation batch each), and `capture_overhead_s`
     (the third run's fixed cost of one capture);
-  - per network family of the plan, a few training steps (forward, backward, Adam) and a few forward
-    passes of its own architecture on a small batch: `train_flops_per_s` and `eval_flops_per_s` from
-    the FLOPs counted on the meta device;
+  - per network family of the plan, training steps (forward, backward, Adam) and forward passes of
+    its own architecture on a small batch: `train_flops_per_s` and `eval_flops_per_s` from the FLOPs
+    counted on the meta device, the fastest of five timed rounds (`best_rate`: on a shared machine
+    other load only ever slows a round, so the fastest is the closest to what the device does);
   - one capture's metrics on 12,000 + 2,500 codes of 64 bits (sign patterns of a random ReLU layer
     over a 10-class Gaussian mixture; a quarter of an MNIST MLP capture): `metrics_s_per_gbit`
     (redundancy, K-Means, logistic regression) and `knn_s_per_tword_pair` (K-NN, per 1e12
     train x test pairs of 64-bit words), on the CPU (scikit-learn, the backend of a CPU capture);
   - on a GPU: `gram_flops_per_s`, an FP32 product of 0/1 matrices (codes.source=network's Gram
-    product), and the device's memory (`device_memory_bytes`, torch's public device properties).
-The file is cached as ~/.cache/activation_hash/plan-HOST.json ($ACTIVATION_HASH_CACHE overrides the
-folder); a family measured once is not measured again. RAM and disk limits are this machine's
+    product, fastest of five rounds), and the device's memory (`device_memory_bytes`, torch's public
+    device properties).
+The file is cached as ~/.cache/activation_hash/plan-HOST-cpuNt.json for N torch threads (a CPU's
+rates depend on them) or plan-HOST-cuda.json ($ACTIVATION_HASH_CACHE overrides the folder); a family
+measured once is not measured again. RAM and disk limits are this machine's
 (MemTotal, free space under the output root) unless given.
 """
 
@@ -35,6 +38,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +55,12 @@ def calibration_device() -> str:
 
 
 def cache_path(device: str = "cpu") -> Path:
+    """The cached calibration of this host: per torch thread count on the CPU, per device type else."""
     folder = Path(os.environ.get("ACTIVATION_HASH_CACHE", Path.home() / ".cache" / "activation_hash"))
-    return folder / f"plan-{socket.gethostname()}{'' if device == 'cpu' else '-' + device}.json"
+    if device == "cpu":
+        import torch
+        device = f"cpu{torch.get_num_threads()}t"
+    return folder / f"plan-{socket.gethostname()}-{device}.json"
 
 
 def machine_limits(output_root: str | Path = ".") -> dict[str, int]:
@@ -67,6 +75,26 @@ def _sync(device: str) -> None:
     if device != "cpu":
         import torch
         torch.cuda.synchronize()
+
+
+def best_rate(work: float, run: Callable[[], object], sync: Callable[[], None] = lambda: None, rounds: int = 5,
+              min_s: float = 0.1, max_s: float = 20.0, clock: Callable[[], float] = time.perf_counter) -> float:
+    """`work` per second of `run()`, the fastest of `rounds` timed rounds after one warm-up call; a
+    round repeats `run()` for at least `min_s` (`sync()` waits for the device before the clock is
+    read), and the rounds stop early after `max_s` in all."""
+    run()
+    sync()
+    best, begun = 0.0, clock()
+    for _ in range(rounds):
+        started, n = clock(), 0
+        while n < 1 or clock() - started < min_s:
+            run()
+            n += 1
+        sync()
+        best = max(best, work * n / max(clock() - started, 1e-12))
+        if clock() - begun > max_s:
+            break
+    return best
 
 
 def _timed_run(overrides: list[str], folder: Path) -> float:
@@ -125,28 +153,10 @@ def measure_family(model: dict, shape: tuple[int, ...], classes: int, flops: int
         opt.step()
 
     net.train()
-    step()
-    _sync(device)
-    started, n = time.perf_counter(), 0
-    while n < 3 or time.perf_counter() - started < 0.5:
-        step()
-        n += 1
-        if time.perf_counter() - started > 20:
-            break
-    _sync(device)
-    train = 3 * flops * batch * n / (time.perf_counter() - started)
+    train = best_rate(3 * flops * batch, step, lambda: _sync(device))
     net.eval()
     with torch.no_grad():
-        net(x)
-        _sync(device)
-        started, n = time.perf_counter(), 0
-        while n < 3 or time.perf_counter() - started < 0.5:
-            net(x)
-            n += 1
-            if time.perf_counter() - started > 20:
-                break
-        _sync(device)
-    return train, flops * batch * n / (time.perf_counter() - started)
+        return train, best_rate(flops * batch, lambda: net(x), lambda: _sync(device))
 
 
 def measure_metrics(which: tuple[str, ...] = ("redundancy", "kmeans", "knn", "logreg")) -> dict[str, float]:
@@ -196,14 +206,7 @@ def measure_gram(device: str) -> dict[str, float]:
     the device's memory."""
     import torch
     x = (torch.rand(2048, 16384, device=device) > 0.5).float()
-    x @ x.T
-    _sync(device)
-    started, n = time.perf_counter(), 0
-    while n < 3 or time.perf_counter() - started < 0.5:
-        x @ x.T
-        n += 1
-    _sync(device)
-    rate = 2 * 2048 * 2048 * 16384 * n / (time.perf_counter() - started)
+    rate = best_rate(2 * 2048 * 2048 * 16384, lambda: x @ x.T, lambda: _sync(device))
     return {"gram_flops_per_s": rate,
             "device_memory_bytes": int(torch.cuda.get_device_properties(device).total_memory)}
 
