@@ -125,3 +125,12 @@ def test_sigterm_ends_a_group_with_143_and_one_line_and_it_resumes(uninterrupted
     assert "batched group resuming from epoch 3" in caplog.text
     for i in range(2):
         _same_run(tmp_path / str(i), uninterrupted / str(i))
+
+
+def test_every_member_records_the_threads_its_group_ran_with(uninterrupted: Path) -> None:
+    """A group sets its threads once, as a solo run does, and each member's meta.json says how many
+    and why (a group run by the batched launcher on one job left torch's default and recorded null)."""
+    import json
+    placements = [json.loads(p.read_text())["placement"] for p in sorted(uninterrupted.glob("*/meta.json"))]
+    assert len(placements) >= 2
+    assert all(p["threads"] >= 1 and p["thread_source"].startswith(f"{p['threads']} = min(affinity") for p in placements)

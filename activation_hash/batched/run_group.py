@@ -52,7 +52,7 @@ from activation_hash.codes.source import resolve_source
 from activation_hash.codes.probes import enabled_probes, probes, run_probes
 from activation_hash.codes.schedule import capture_epochs
 from activation_hash.codes.select import parse_selections, primary, selection_specs
-from activation_hash.devices import Placement, device_memory, metrics_device
+from activation_hash.devices import Placement, device_memory, metrics_device, set_threads
 from activation_hash.loggers import build_loggers, finish_wandb, log_config
 from activation_hash.metrics import WHICH
 from activation_hash.metrics.encoding import resolve_max_ram
@@ -423,8 +423,9 @@ class _Group:
                  choices: list[dict[str, str]] | None = None):
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.device = _device(self.cfg, device)
-        self.placement = placement or Placement(self.device.type, [self.device.index or 0]
-                                                if self.device.type == "cuda" else 1, None)
+        # threads set once, as a solo run's, and recorded in every member's meta.json
+        self.placement = set_threads(placement or Placement(self.device.type, [self.device.index or 0]
+                                                            if self.device.type == "cuda" else 1, None))
         self.outs = [Path(cfg.output_dir) for cfg in cfgs]
         self.checkpoint = checkpoint
         self.resumed_at = position(checkpoint) if checkpoint else None  # (epochs trained, global step)
