@@ -7,8 +7,9 @@ from pathlib import Path
 
 # one thread per test process: the stacked-vs-solo equality tests compare conv/BN gradients within
 # 1e-4, which multi-threaded CPU kernels on a loaded 2-core machine do not reproduce run to run
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    if not os.environ.get(_key):  # unset or empty (an empty value is no thread count)
+        os.environ[_key] = "1"
 
 import pytest
 from hydra import compose, initialize_config_module
