@@ -215,8 +215,6 @@ def _run_unit(unit_index: int, unit: list[int], idxs: list[int], configs: list[D
     cfgs, tags, choices = ([ret.return_value[k] for ret in prepared] for k in range(3))
     first = cfgs[0].trainer
     device, placement = unit_device(first.get("accelerator", "auto"), first.get("devices", 1), unit_index, n_jobs)
-    if placement.threads:
-        torch.set_num_threads(placement.threads)
     log.info("batched group of %d jobs (#%s) on %s", len(unit), ", #".join(map(str, idxs)), device)
     try:
         results = run_group(cfgs, device=device, placement=placement, tags=tags, choices=choices)
