@@ -257,13 +257,22 @@ def _sweep_jobs(master: DictConfig, overrides: Sequence[str], loader: Any) -> li
     if not target.endswith("BasicSweeper"):
         return [list(overrides)]
     params = OmegaConf.select(master, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + [o for o in overrides if not _is_hydra_override(o)]
+    overrides = [o for o in overrides if not _is_hydra_override(o)]
     try:
-        parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
-        choices = {override.get_key_element(): _choices(override) for override in parsed}  # the last value of a key wins
+        merged = sweep_overrides(params, overrides, OverridesParser.create(config_loader=loader))
+        choices = [_choices(override) for override in merged.values()]
     except Exception as err:  # noqa: BLE001 - a grammar error Hydra would print as a block
+        arguments = [f"{k}={v}" for k, v in params.items()] + overrides
         raise ConfigError("overrides", " ".join(arguments), _one_line(str(err))) from None
-    return [list(job) for job in itertools.product(*choices.values())]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def sweep_overrides(params: Any, overrides: Sequence[str], parser: Any) -> dict[str, Any]:
+    """A multirun as Hydra's basic sweeper reads it: the study's `hydra.sweeper.params`, then the
+    command line's overrides, one parsed override per key (the last value of a key wins, so `seed=2`
+    replaces the study's seeds)."""
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    return {override.get_key_element(): override for override in parser.parse_overrides(arguments)}
 
 
 def _choices(override: Any) -> list[str]:

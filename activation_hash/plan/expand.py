@@ -31,6 +31,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
+from activation_hash.validate import sweep_overrides
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
 BATCHED = "hydra_plugins.activation_hash_batched_launcher.batched_launcher.BatchedLauncher"
 MLP_TARGET = "activation_hash.models.mlp.MLP"
@@ -67,28 +69,18 @@ def jobs(study: str, profile: str, overrides: Sequence[str] = ()) -> tuple[list[
     groups = _groups()
     is_group = lambda key: key.lstrip("+~") in groups  # noqa: E731
     parsed = parser.parse_overrides(list(overrides))
-    plain = [text for text, o in zip(overrides, parsed) if not o.is_sweep_override()]
-    base = [f"+experiment={study}", f"profile={profile}", *plain]
+    plain = [(text, o.get_key_element()) for text, o in zip(overrides, parsed) if not o.is_sweep_override()]
+    base = [f"+experiment={study}", f"profile={profile}", *(text for text, _ in plain)]
     with initialize_config_module(config_module="activation_hash.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=base, return_hydra_config=True)
         launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) if cfg.hydra.sweeper.get("params") else {}
-        axes: dict[str, list[str]] = {}
-        for key, value in (params or {}).items():
-            o = parser.parse_override(f"{key}={value}")
-            axes[key] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(value)]
-        # The command line's own values follow the study's sweep and, key by key, replace it, as
-        # Hydra's basic sweeper does: `seed=2` runs seed 2 only, `seed=3,4` sweeps 3 and 4.
-        bare = {k.lstrip("+~"): k for k in axes}
-        replaced = set()
-        for text, o in zip(overrides, parsed):
-            key = bare.get(o.get_key_element().lstrip("+~"), o.get_key_element())
-            if o.is_sweep_override():
-                axes[key] = list(o.sweep_string_iterator())
-            elif key in axes:
-                axes[key] = [o.get_value_element_as_str()]
-                replaced.add(text)
-        base = [b for b in base if b not in replaced]
+        params = params or {}
+        # the study's sweep and the command line's values, key by key as Hydra's basic sweeper does
+        merged = sweep_overrides(params, overrides, parser)
+        axes = {key: list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+                for key, o in merged.items() if o.is_sweep_override() or key in params}
+        base = [*base[:2], *(text for text, key in plain if key not in axes)]   # a swept key's value is its axis
         keys = list(axes)
         values = [k for k in keys if not is_group(k)]
         out, cache = [], {}
